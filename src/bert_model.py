@@ -1,0 +1,418 @@
+"""BERT and NEZHA encoder (Devlin et al. 2018; Wei et al. 2019) in MindSpore.
+
+Read top to bottom: `BertConfig` and its presets, the embeddings, one encoder
+layer (self-attention, then feed-forward), the layer stack, and `BertModel`,
+which ties them together and adds the pooler.
+
+NEZHA is not a fork: `use_relative_positions=True` drops the absolute position
+embeddings and lets every attention layer add relative-position embeddings to
+its keys and values (see `RelativePositionEmbeddings`).
+
+Shape letters used in comments:
+    B batch, S sequence length, D hidden size, N attention heads,
+    H attention head size (D = N * H), I intermediate size, V vocabulary size,
+    R relative-position table rows (2 * max_relative_position + 1).
+
+Parameter names follow the MindSpore model zoo's BERT (`bert_embedding_lookup`,
+`bert_encoder.layers.0.attention.attention.query_layer`, ...), so checkpoints
+trained with the zoo's BERT or NEZHA load into this model unchanged. Where that
+makes an attribute name look odd, a comment says so.
+"""
+
+import copy
+import dataclasses
+import math
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.common.initializer import TruncatedNormal
+
+# Added to the attention scores of padded key positions (Google BERT's value):
+# exp(-10000) underflows to 0 in fp32, and the value is representable in fp16.
+MASK_ADDER = -10000.0
+
+# Bounds of the truncated normal initialiser, in standard deviations
+# (tf.truncated_normal_initializer re-draws values beyond 2 sigma).
+TRUNCATION_SIGMAS = 2.0
+
+# Base of the sinusoids of NEZHA's functional relative positions and of the
+# Transformer's position encoding.
+SINUSOID_BASE = 10000.0
+
+DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+ACTIVATIONS = ("gelu",)
+RELATIVE_POSITION_TYPES = ("functional", "learned")
+
+
+@dataclasses.dataclass
+class BertConfig:
+    """Hyper-parameters of `BertModel`. The defaults are the `base` preset.
+
+    `dtype` is the dtype of the model's outputs; `compute_type` the dtype of
+    the matrix multiplications (float16 on Ascend/GPU). Softmax, LayerNorm and
+    residual sums always run in float32.
+    """
+    seq_length: int = 128
+    vocab_size: int = 21136
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"                    # exact (erf) GELU
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 16
+    initializer_range: float = 0.02             # std of the truncated normal init
+    layer_norm_eps: float = 1e-12               # Google BERT and Hugging Face
+    use_relative_positions: bool = False        # True: NEZHA
+    # "functional": NEZHA's fixed sinusoid table (no parameters);
+    # "learned": the model zoo's trainable table, one per layer.
+    relative_position_type: str = "functional"
+    max_relative_position: int = 64             # distances are clipped to +-this
+    dtype: str = "float32"
+    compute_type: str = "float32"
+
+    def __post_init__(self):
+        positive = ("seq_length", "vocab_size", "hidden_size", "num_hidden_layers",
+                    "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                    "type_vocab_size", "max_relative_position")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) is not a multiple of "
+                             f"num_attention_heads ({self.num_attention_heads})")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+        if self.relative_position_type not in RELATIVE_POSITION_TYPES:
+            raise ValueError(f"relative_position_type must be one of {RELATIVE_POSITION_TYPES}, "
+                             f"got {self.relative_position_type!r}")
+        for name in ("dtype", "compute_type"):
+            if getattr(self, name) not in DTYPES:
+                raise ValueError(f"{name} must be one of {tuple(DTYPES)}, got {getattr(self, name)!r}")
+        if not self.use_relative_positions and self.seq_length > self.max_position_embeddings:
+            raise ValueError(f"seq_length ({self.seq_length}) exceeds "
+                             f"max_position_embeddings ({self.max_position_embeddings})")
+
+    @property
+    def attention_head_size(self):
+        return self.hidden_size // self.num_attention_heads
+
+
+# Named model sizes chosen by `bert_network` in the job's YAML: the fields each
+# preset changes from the `base` defaults of `BertConfig`.
+_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+PRESETS = {
+    "base": {},
+    "large": _LARGE,
+    "nezha": dict(_LARGE, use_relative_positions=True),
+    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
+}
+
+
+def truncated_normal(config):
+    """Initialiser: normal(0, initializer_range) truncated at 2 standard deviations."""
+    bound = TRUNCATION_SIGMAS * config.initializer_range
+    return TruncatedNormal(sigma=config.initializer_range, a=-bound, b=bound)
+
+
+def dense(config, in_channels, out_channels):
+    """A Dense layer whose matmul runs in `config.compute_type`."""
+    layer = nn.Dense(in_channels, out_channels, weight_init=truncated_normal(config))
+    return layer.to_float(DTYPES[config.compute_type])
+
+
+def layer_norm(config):
+    return nn.LayerNorm((config.hidden_size,), epsilon=config.layer_norm_eps)
+
+
+class EmbeddingPostprocessor(nn.Cell):
+    """Adds token-type and (BERT only) absolute position embeddings, then LayerNorm and dropout.
+
+    (The name is the model zoo's, kept for checkpoint compatibility.)
+
+    Inputs:
+        token_type_ids: int32 [B, S].
+        word_embeddings: float32 [B, S, D].
+    Outputs:
+        float32 [B, S, D].
+    """
+
+    def __init__(self, config, use_one_hot_embeddings=False):
+        super().__init__()
+        self.token_type_embedding = nn.Embedding(
+            config.type_vocab_size, config.hidden_size, use_one_hot=use_one_hot_embeddings,
+            embedding_table=truncated_normal(config))
+        self.use_absolute_positions = not config.use_relative_positions
+        if self.use_absolute_positions:
+            self.full_position_embedding = nn.Embedding(
+                config.max_position_embeddings, config.hidden_size,
+                embedding_table=truncated_normal(config))
+        self.layernorm = layer_norm(config)
+        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+
+    def construct(self, token_type_ids, word_embeddings):
+        embeddings = word_embeddings + self.token_type_embedding(token_type_ids)  # [B, S, D]
+        if self.use_absolute_positions:
+            seq_length = word_embeddings.shape[1]
+            position_ids = ops.arange(seq_length, dtype=ms.int32).reshape(1, seq_length)  # [1, S]
+            embeddings = embeddings + self.full_position_embedding(position_ids)  # [B, S, D]
+        return self.dropout(self.layernorm(embeddings))
+
+
+def relative_position_index(seq_length, max_relative_position):
+    """Row of the relative-position table for each (query i, key j): clip(j - i) + k.
+
+    Returns int32 [S, S] with values in [0, 2k] (k = max_relative_position).
+    """
+    positions = ops.arange(seq_length, dtype=ms.int32)
+    distance = positions.reshape(1, -1) - positions.reshape(-1, 1)  # [S, S]: j - i
+    clipped = ops.clip_by_value(distance, -max_relative_position, max_relative_position)
+    return clipped + max_relative_position
+
+
+def sinusoid_table(num_rows, depth):
+    """NEZHA's functional relative-position table, float32 [num_rows, depth].
+
+    table[r, 2m] = sin(r / 10000^(2m / depth)), table[r, 2m+1] = cos(same).
+    The row r is the clipped distance shifted by k, as in Huawei's released
+    NEZHA code, so checkpoints trained with it reproduce their outputs.
+    """
+    rows = np.arange(num_rows, dtype=np.float64)[:, None]  # [R, 1]
+    frequencies = SINUSOID_BASE ** (-np.arange(0, depth, 2, dtype=np.float64) / depth)  # [H/2]
+    table = np.zeros((num_rows, depth), dtype=np.float64)
+    table[:, 0::2] = np.sin(rows * frequencies)
+    table[:, 1::2] = np.cos(rows * frequencies)
+    return table.astype(np.float32)
+
+
+class RelativePositionEmbeddings(nn.Cell):
+    """NEZHA's relative-position embeddings a_ij for every (query i, key j).
+
+    Functional (NEZHA): a fixed sinusoid table, no parameters. Learned (model
+    zoo): a trainable `embeddings_table` of R rows. Both have R = 2k + 1 rows
+    indexed by `relative_position_index`, and the same embedding serves keys
+    and values.
+
+    Inputs:
+        seq_length: int, S.
+    Outputs:
+        float32 [S, S, H].
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.max_relative_position = config.max_relative_position
+        num_rows = 2 * config.max_relative_position + 1
+        if config.relative_position_type == "learned":
+            self.embeddings_table = ms.Parameter(ms.Tensor(shape=(num_rows, config.attention_head_size),
+                                                           dtype=ms.float32,
+                                                           init=truncated_normal(config)))
+        else:
+            self.embeddings_table = ms.Tensor(sinusoid_table(num_rows, config.attention_head_size))
+
+    def construct(self, seq_length):
+        index = relative_position_index(seq_length, self.max_relative_position)  # [S, S]
+        return ops.gather(self.embeddings_table, index, 0)  # [S, S, H]
+
+
+class BertAttention(nn.Cell):
+    """Multi-head scaled dot-product self-attention (plus NEZHA's relative terms).
+
+    scores_ij = q_i . (k_j + a_ij) / sqrt(H);  context_i = sum_j p_ij (v_j + a_ij),
+    with a_ij = 0 for BERT. Padded keys get MASK_ADDER before the softmax.
+
+    Inputs:
+        hidden_states: float32 [B, S, D].
+        attention_mask_bias: float32 [B, 1, 1, S], 0 for real tokens, MASK_ADDER for padding.
+    Outputs:
+        context: [B, S, D] in compute_type, before the output projection.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.attention_head_size
+        self.scale = 1.0 / math.sqrt(config.attention_head_size)
+        self.compute_type = DTYPES[config.compute_type]
+        self.query_layer = dense(config, config.hidden_size, config.hidden_size)
+        self.key_layer = dense(config, config.hidden_size, config.hidden_size)
+        self.value_layer = dense(config, config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(p=config.attention_probs_dropout_prob)
+        self.use_relative_positions = config.use_relative_positions
+        if self.use_relative_positions:
+            # Attribute name from the model zoo, so its NEZHA checkpoints load.
+            self._generate_relative_positions_embeddings = RelativePositionEmbeddings(config)
+
+    def split_heads(self, x):
+        batch_size, seq_length, _ = x.shape
+        x = x.reshape(batch_size, seq_length, self.num_attention_heads, self.attention_head_size)  # [B, S, N, H]
+        return x.transpose(0, 2, 1, 3)  # [B, N, S, H]
+
+    def construct(self, hidden_states, attention_mask_bias):
+        batch_size, seq_length, hidden_size = hidden_states.shape
+        query = self.split_heads(self.query_layer(hidden_states))  # [B, N, S, H]
+        key = self.split_heads(self.key_layer(hidden_states))      # [B, N, S, H]
+        value = self.split_heads(self.value_layer(hidden_states))  # [B, N, S, H]
+
+        scores = ops.matmul(query, key.swapaxes(-1, -2))  # [B, N, S, S]
+        if self.use_relative_positions:
+            relations = self._generate_relative_positions_embeddings(seq_length)  # [S, S, H]
+            relations = relations.astype(self.compute_type)
+            # scores_ij += q_i . a_ij, batched over i: [S, B*N, H] x [S, H, S] -> [S, B*N, S]
+            query_by_position = query.transpose(2, 0, 1, 3).reshape(seq_length, -1, self.attention_head_size)
+            key_terms = ops.matmul(query_by_position, relations.swapaxes(-1, -2))  # [S, B*N, S]
+            key_terms = key_terms.reshape(seq_length, batch_size, self.num_attention_heads, seq_length)
+            scores = scores + key_terms.transpose(1, 2, 0, 3)  # [B, N, S, S]
+
+        # Softmax in fp32 whatever the compute type: fp16 exp overflows easily.
+        scores = scores.astype(ms.float32) * self.scale + attention_mask_bias  # [B, N, S, S]
+        probs = self.dropout(ops.softmax(scores, axis=-1)).astype(self.compute_type)  # [B, N, S, S]
+
+        context = ops.matmul(probs, value)  # [B, N, S, H]
+        if self.use_relative_positions:
+            # context_i += sum_j p_ij a_ij: [S, B*N, S] x [S, S, H] -> [S, B*N, H]
+            probs_by_position = probs.transpose(2, 0, 1, 3).reshape(seq_length, -1, seq_length)
+            value_terms = ops.matmul(probs_by_position, relations)  # [S, B*N, H]
+            value_terms = value_terms.reshape(seq_length, batch_size, self.num_attention_heads,
+                                              self.attention_head_size)
+            context = context + value_terms.transpose(1, 2, 0, 3)  # [B, N, S, H]
+        return context.transpose(0, 2, 1, 3).reshape(batch_size, seq_length, hidden_size)  # [B, S, D]
+
+
+class BertOutput(nn.Cell):
+    """Projection, dropout, residual sum and LayerNorm (the last two in fp32).
+
+    Inputs:
+        hidden_states: [B, S, in_channels] in compute_type.
+        residual: float32 [B, S, D].
+    Outputs:
+        float32 [B, S, D].
+    """
+
+    def __init__(self, config, in_channels):
+        super().__init__()
+        self.dense = dense(config, in_channels, config.hidden_size)
+        self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
+        self.layernorm = layer_norm(config)
+
+    def construct(self, hidden_states, residual):
+        hidden_states = self.dropout(self.dense(hidden_states)).astype(ms.float32)  # [B, S, D]
+        return self.layernorm(hidden_states + residual)
+
+
+class BertSelfAttention(nn.Cell):
+    """Self-attention sub-layer: attention, then output projection + residual + LayerNorm.
+
+    Inputs / outputs as `BertAttention`; the output is float32 [B, S, D].
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.output = BertOutput(config, config.hidden_size)
+
+    def construct(self, hidden_states, attention_mask_bias):
+        context = self.attention(hidden_states, attention_mask_bias)  # [B, S, D]
+        return self.output(context, hidden_states)                   # [B, S, D]
+
+
+class BertEncoderCell(nn.Cell):
+    """One encoder layer: self-attention sub-layer, then the feed-forward sub-layer.
+
+    Inputs:
+        hidden_states: float32 [B, S, D].
+        attention_mask_bias: float32 [B, 1, 1, S].
+    Outputs:
+        float32 [B, S, D].
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.attention = BertSelfAttention(config)
+        # Feed-forward: intermediate projection + exact GELU, then `output`.
+        # (`intermediate` is a bare Dense, as in the model zoo's checkpoints.)
+        self.intermediate = dense(config, config.hidden_size, config.intermediate_size)
+        self.output = BertOutput(config, config.intermediate_size)
+
+    def construct(self, hidden_states, attention_mask_bias):
+        attention_output = self.attention(hidden_states, attention_mask_bias)           # [B, S, D]
+        intermediate = ops.gelu(self.intermediate(attention_output), approximate="none")  # [B, S, I]
+        return self.output(intermediate, attention_output)                               # [B, S, D]
+
+
+class BertTransformer(nn.Cell):
+    """The stack of `num_hidden_layers` encoder layers: [B, S, D] -> [B, S, D]."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.layers = nn.CellList([BertEncoderCell(config) for _ in range(config.num_hidden_layers)])
+
+    def construct(self, hidden_states, attention_mask_bias):
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask_bias)  # [B, S, D]
+        return hidden_states
+
+
+def attention_mask_bias(input_mask):
+    """[B, S] mask (1 real, 0 padding) -> float32 [B, 1, 1, S] additive bias."""
+    mask = input_mask.astype(ms.float32)
+    return ((1.0 - mask) * MASK_ADDER).reshape(mask.shape[0], 1, 1, mask.shape[1])
+
+
+class BertModel(nn.Cell):
+    """Bidirectional Encoder Representations from Transformers (BERT / NEZHA).
+
+    Args:
+        config (BertConfig): model hyper-parameters.
+        is_training (bool): False zeroes every dropout probability.
+        use_one_hot_embeddings (bool): look embeddings up by one-hot matmul
+            instead of gather (faster on some accelerators).
+
+    Inputs:
+        input_ids: int32 [B, S].
+        token_type_ids: int32 [B, S], segment 0 or 1.
+        input_mask: int32 [B, S], 1 for real tokens, 0 for padding.
+    Outputs:
+        sequence_output: [B, S, D] final hidden states, in `config.dtype`.
+        pooled_output: [B, D] tanh(dense(first token's hidden state)), in `config.dtype`.
+        embedding_table: float32 [V, D], the word embeddings (tied to the MLM decoder).
+    """
+
+    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+        super().__init__()
+        config = copy.deepcopy(config)
+        if not is_training:
+            config.hidden_dropout_prob = 0.0
+            config.attention_probs_dropout_prob = 0.0
+        self.output_type = DTYPES[config.dtype]
+        self.bert_embedding_lookup = nn.Embedding(
+            config.vocab_size, config.hidden_size, use_one_hot=use_one_hot_embeddings,
+            embedding_table=truncated_normal(config))
+        self.bert_embedding_postprocessor = EmbeddingPostprocessor(config, use_one_hot_embeddings)
+        self.bert_encoder = BertTransformer(config)
+        # The pooler's dense layer; the zoo's checkpoints call it plain `dense`.
+        self.dense = dense(config, config.hidden_size, config.hidden_size)
+
+    def construct(self, input_ids, token_type_ids, input_mask):
+        word_embeddings = self.bert_embedding_lookup(input_ids)                            # [B, S, D]
+        embeddings = self.bert_embedding_postprocessor(token_type_ids, word_embeddings)  # [B, S, D]
+        sequence_output = self.bert_encoder(embeddings, attention_mask_bias(input_mask))  # [B, S, D]
+        pooled_output = tanh(self.dense(sequence_output[:, 0]).astype(ms.float32))         # [B, D]
+        return (sequence_output.astype(self.output_type), pooled_output.astype(self.output_type),
+                self.bert_embedding_lookup.embedding_table)
+
+
+def tanh(x):
+    """tanh(x) = 1 - 2 / (exp(2x) + 1), exact to float32 rounding.
+
+    MindSpore 2.10's CPU tanh kernel errs by up to ~1e-4 near |x| = 5; this form
+    does not, and it saturates correctly (exp overflow gives 1, underflow -1).
+    """
+    return 1.0 - 2.0 / (ops.exp(2.0 * x) + 1.0)

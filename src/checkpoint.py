@@ -1,0 +1,92 @@
+"""Saving and loading checkpoints safely.
+
+MindSpore's `save_checkpoint` writes in place without fsync, so a crash while
+saving can leave a truncated file where the last good checkpoint was; and
+`load_param_into_net` silently skips missing or unexpected names. The two
+functions here close those gaps.
+"""
+
+import os
+import tempfile
+
+import mindspore as ms
+
+
+# mkstemp creates files readable by the owner only; configs are for everyone.
+TEXT_FILE_MODE = 0o644
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's names or shapes do not match the network."""
+
+
+def save_checkpoint_atomic(params, path):
+    """Write `params` (a Cell, or a list of {'name', 'data'} dicts) to `path` atomically.
+
+    The checkpoint is written to a temporary file in the same directory, flushed
+    to disk, then renamed over `path`: readers see the old file or the new one,
+    never a partial one.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
+    os.close(fd)
+    try:
+        ms.save_checkpoint(params, tmp_path)
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def write_text_atomic(text, path):
+    """Write a small text file atomically (same scheme as `save_checkpoint_atomic`)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        os.chmod(tmp_path, TEXT_FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+# The model zoo's NEZHA keeps an absolute-position table that it never uses;
+# ours has none, so the zoo's copy is dropped on load.
+ZOO_UNUSED_PARAMETER = "bert_embedding_postprocessor.full_position_embedding.embedding_table"
+
+
+def load_checkpoint_into(net, path, prefix=""):
+    """Load the checkpoint at `path` into `net`, requiring an exact match of names and shapes.
+
+    Args:
+        net (nn.Cell): the network to fill.
+        path (str): a MindSpore `.ckpt` file.
+        prefix (str): taken off the checkpoint's names first, e.g. "bert." to
+            load an encoder saved inside a larger model into a bare `BertModel`;
+            names without the prefix are then ignored.
+    Raises:
+        CheckpointMismatchError naming every missing, unexpected and mis-shaped parameter.
+    """
+    saved = ms.load_checkpoint(path)
+    if prefix:
+        saved = {name[len(prefix):]: value for name, value in saved.items() if name.startswith(prefix)}
+    expected = {param.name: param for param in net.get_parameters()}
+    for name in [name for name in saved if name.endswith(ZOO_UNUSED_PARAMETER) and name not in expected]:
+        del saved[name]
+    problems = [f"missing {name} {tuple(param.shape)}" for name, param in expected.items()
+                if name not in saved]
+    problems += [f"unexpected {name} {tuple(value.shape)}" for name, value in saved.items()
+                 if name not in expected]
+    problems += [f"shape of {name}: checkpoint {tuple(saved[name].shape)}, network {tuple(param.shape)}"
+                 for name, param in expected.items()
+                 if name in saved and tuple(saved[name].shape) != tuple(param.shape)]
+    if problems:
+        raise CheckpointMismatchError(f"{path} does not match the network: " + "; ".join(problems))
+    ms.load_param_into_net(net, saved, strict_load=True)

@@ -1,0 +1,44 @@
+"""Helpers shared by the tests: tiny configs, random weights and inputs."""
+
+import mindspore as ms
+import numpy as np
+
+from src.bert_model import PRESETS, BertConfig
+
+
+def tiny_config(**changes):
+    """The `tiny` preset shrunk further for tests: vocab 50, sequence 8."""
+    fields = dict(PRESETS["tiny"], vocab_size=50, seq_length=8, type_vocab_size=2, max_position_embeddings=16)
+    fields.update(changes)
+    return BertConfig(**fields)
+
+
+def randomize_parameters(net, seed=0, scale=0.2):
+    """Give every parameter random values (LayerNorm gains near 1); returns {name: array}."""
+    rng = np.random.RandomState(seed)
+    values = {}
+    for param in net.get_parameters():
+        value = rng.normal(0.0, scale, param.shape).astype(np.float32)
+        if param.name.endswith("gamma"):
+            value += 1.0
+        param.set_data(ms.Tensor(value))
+        values[param.name] = value
+    return values
+
+
+def random_inputs(config, batch_size=3, lengths=(8, 5, 2), seed=1):
+    """(input_ids, token_type_ids, input_mask) int32 [B, S] with padding after `lengths`."""
+    rng = np.random.RandomState(seed)
+    seq = config.seq_length
+    input_ids = rng.randint(1, config.vocab_size, (batch_size, seq)).astype(np.int32)
+    token_type_ids = rng.randint(0, config.type_vocab_size, (batch_size, seq)).astype(np.int32)
+    input_mask = (np.arange(seq)[None, :] < np.array(lengths)[:, None]).astype(np.int32)
+    input_ids[input_mask == 0] = 0
+    token_type_ids[input_mask == 0] = 0
+    return input_ids, token_type_ids, input_mask
+
+
+def run(net, *arrays):
+    """Call a Cell on NumPy arrays; returns NumPy outputs."""
+    outputs = net(*[ms.Tensor(a) for a in arrays])
+    return [o.asnumpy() for o in outputs]
