@@ -78,8 +78,9 @@ def main():
         try:
             output, forward, backward = measure(config, weights, inputs, args.repeats)
         except (RuntimeError, TypeError, ValueError) as error:
-            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-            print(f"| {precision} | unsupported ({type(error).__name__}: {reason[:70]}) | | |")
+            reason = " ".join([line.strip("- ") for line in str(error).splitlines()
+                               if any(c.isalpha() for c in line)][:2])
+            print(f"| {precision} | unsupported: {reason[:90]} | | |")
             continue
         reference = output if reference is None else reference
         print(f"| {precision} | {forward * 1e3:.1f} | {backward * 1e3:.1f} | "
