@@ -1,0 +1,156 @@
+"""Training and evaluation data loaders on `mindspore.dataset`, for every job.
+
+All loaders read TFRecord or MindRecord files (a directory, or a list of files),
+shard the rows across devices, optionally shuffle, cast integer columns to
+int32 (the model's input type), and batch. A schema file, when given, is
+checked against the files before anything is read in bulk.
+
+Sharding: when the number of files is a multiple of `device_num`, each device
+reads whole files and every row is read exactly once. Otherwise rows are split
+(`shard_equal_rows`) so that every device gets the same number of rows, which
+repeats up to `device_num - 1` rows: unequal shards would leave one device
+waiting for the others at the end of an epoch.
+"""
+
+import glob
+import json
+import os
+
+import mindspore as ms
+import mindspore.dataset as ds
+from mindspore.dataset import transforms
+
+PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels",
+                    "masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+# Classification and NER share the layout; NER's label_ids has one label per token.
+CLASSIFIER_COLUMNS = ("input_ids", "input_mask", "segment_ids", "label_ids")
+SQUAD_TRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "start_positions", "end_positions")
+SQUAD_EVAL_COLUMNS = ("input_ids", "input_mask", "segment_ids", "unique_ids")
+
+EXTENSIONS = {"tfrecord": (".tfrecord", ".tf_record", ".record"), "mindrecord": (".mindrecord",)}
+# Parallel map workers: a few, never more than the machine has.
+DEFAULT_PARALLEL_WORKERS = min(4, os.cpu_count() or 1)
+
+
+class DatasetError(ValueError):
+    """Data files or schema are missing or disagree with what the job needs."""
+
+
+def data_files(data_dir, dataset_format):
+    """The data files of a directory (sorted), or a list/comma-separated string of files."""
+    if not data_dir:
+        raise DatasetError("data_dir: no data given (a directory of shards, or a list of files)")
+    if isinstance(data_dir, str) and os.path.isdir(data_dir):
+        files = sorted(path for path in glob.glob(os.path.join(data_dir, "*"))
+                       if path.endswith(EXTENSIONS[dataset_format]))
+        if not files:
+            raise DatasetError(f"data_dir {data_dir}: no {dataset_format} files "
+                               f"(names ending in {', '.join(EXTENSIONS[dataset_format])})")
+        return files
+    files = data_dir.split(",") if isinstance(data_dir, str) else list(data_dir)
+    missing = [path for path in files if not os.path.isfile(path)]
+    if missing:
+        raise DatasetError(f"data_dir: no such file {missing[0]}")
+    return files
+
+
+def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuffle=False,
+                   schema_dir="", dataset_format="tfrecord", seq_length=None, drop_remainder=True,
+                   num_parallel_workers=DEFAULT_PARALLEL_WORKERS):
+    """A batched dataset of `columns` read from `data_dir`.
+
+    Args:
+        data_dir: a directory of shards, or a list (or comma-separated string) of files.
+        columns (tuple of str): the columns to read, in output order.
+        batch_size (int): rows per batch.
+        device_num, rank (int): shard the rows across `device_num` readers; this is reader `rank`.
+        do_shuffle (bool): shuffle files and rows.
+        schema_dir (str): optional TFRecord schema JSON (the generator's `schema.json`).
+        dataset_format (str): "tfrecord" or "mindrecord".
+        seq_length (int): if given, `input_ids` must have this length (the model's `seq_length`).
+        drop_remainder (bool): drop a last, smaller batch (training) or keep it (evaluation).
+    Returns:
+        mindspore.dataset.Dataset yielding `columns`, int32 except float columns.
+    """
+    files = data_files(data_dir, dataset_format)
+    first_row = read_first_row(files[0], columns, dataset_format)
+    lengths = {column: int(values.size) for column, values in first_row.items()}
+    if schema_dir:
+        check_schema(schema_dir, columns, lengths, files[0])
+    if seq_length is not None and "input_ids" in lengths and lengths["input_ids"] != seq_length:
+        raise DatasetError(f"{files[0]}: input_ids has length {lengths['input_ids']}, but the model's "
+                           f"seq_length is {seq_length}; regenerate the data or set model.seq_length")
+    sharding = dict(num_shards=device_num, shard_id=rank) if device_num > 1 else {}
+    if dataset_format == "tfrecord":
+        dataset = ds.TFRecordDataset(files, columns_list=list(columns),
+                                     shuffle=ds.Shuffle.GLOBAL if do_shuffle else False,
+                                     shard_equal_rows=len(files) % device_num != 0, **sharding)
+    else:
+        dataset = ds.MindDataset(files, columns_list=list(columns), shuffle=do_shuffle, **sharding)
+    if dataset.get_dataset_size() == 0:
+        raise DatasetError(f"data_dir {data_dir}: no rows for reader {rank} of {device_num}")
+    to_int32 = transforms.TypeCast(ms.int32)
+    for column in columns:
+        if first_row[column].dtype.kind in "iu":  # int64 on disk -> int32 for the model
+            dataset = dataset.map(operations=to_int32, input_columns=column,
+                                  num_parallel_workers=num_parallel_workers)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def read_first_row(path, columns, dataset_format):
+    """{column: values} of the first row of `path`; missing columns raise."""
+    try:
+        if dataset_format == "tfrecord":
+            reader = ds.TFRecordDataset([path], shuffle=False, num_samples=1)
+        else:
+            reader = ds.MindDataset([path], shuffle=False, num_samples=1)
+        row = next(reader.create_dict_iterator(output_numpy=True, num_epochs=1))
+    except (RuntimeError, StopIteration) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no rows"
+        raise DatasetError(f"{path}: cannot read a {dataset_format} row ({reason})") from None
+    missing = [column for column in columns if column not in row]
+    if missing:
+        raise DatasetError(f"{path}: missing columns {', '.join(missing)} (has {', '.join(sorted(row))})")
+    return {column: row[column] for column in columns}
+
+
+def check_schema(schema_path, columns, lengths, data_path):
+    """The schema file must list `columns` with the lengths the data files have."""
+    try:
+        with open(schema_path, encoding="utf-8") as f:
+            schema_columns = json.load(f)["columns"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DatasetError(f"schema_dir {schema_path}: not a readable schema JSON with 'columns' "
+                           f"({type(error).__name__})") from None
+    for column in columns:
+        if column not in schema_columns:
+            raise DatasetError(f"{schema_path}: no column {column}")
+        shape = schema_columns[column].get("shape", [])
+        if [lengths[column]] != list(shape):
+            raise DatasetError(f"{schema_path}: column {column} has shape {shape}, but {data_path} "
+                               f"holds {lengths[column]} values")
+
+
+def create_bert_dataset(device_num=1, rank=0, do_shuffle=True, data_dir=None, schema_dir="", batch_size=32,
+                        dataset_format="tfrecord", seq_length=None,
+                        num_parallel_workers=DEFAULT_PARALLEL_WORKERS):
+    """Pretraining batches: the seven masked-LM / next-sentence columns (model zoo signature)."""
+    return create_dataset(data_dir, PRETRAIN_COLUMNS, batch_size, device_num, rank, do_shuffle, schema_dir,
+                          dataset_format, seq_length, drop_remainder=True,
+                          num_parallel_workers=num_parallel_workers)
+
+
+def create_classification_dataset(data_dir, batch_size, do_shuffle=True, schema_dir="",
+                                  dataset_format="tfrecord", seq_length=None, drop_remainder=True):
+    """Classification or NER batches: input_ids, input_mask, segment_ids, label_ids."""
+    return create_dataset(data_dir, CLASSIFIER_COLUMNS, batch_size, do_shuffle=do_shuffle, schema_dir=schema_dir,
+                          dataset_format=dataset_format, seq_length=seq_length, drop_remainder=drop_remainder)
+
+
+def create_squad_dataset(data_dir, batch_size, is_training=True, do_shuffle=True, schema_dir="",
+                         dataset_format="tfrecord", seq_length=None):
+    """SQuAD batches: with start/end positions for training, with unique_ids for evaluation."""
+    columns = SQUAD_TRAIN_COLUMNS if is_training else SQUAD_EVAL_COLUMNS
+    return create_dataset(data_dir, columns, batch_size, do_shuffle=do_shuffle and is_training,
+                          schema_dir=schema_dir, dataset_format=dataset_format, seq_length=seq_length,
+                          drop_remainder=is_training)
