@@ -1,0 +1,108 @@
+"""Loaders: sharding, casting, schema and sequence-length checks, on files written with TensorFlow."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from src.dataset import (CLASSIFIER_COLUMNS, DatasetError, create_classification_dataset, create_dataset,
+                         create_squad_dataset)
+
+SEQ = 16
+
+
+def write_classifier_tfrecord(path, first_label, rows):
+    """Rows with label_ids = first_label, first_label + 1, ... (a unique id per row)."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for label in range(first_label, first_label + rows):
+            values = {"input_ids": [label % 50 + 1] * SEQ, "input_mask": [1] * SEQ, "segment_ids": [0] * SEQ,
+                      "label_ids": [label]}
+            feature = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=v)) for name, v in values.items()}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return str(path)
+
+
+def labels_read(dataset):
+    return [int(label) for batch in dataset.create_dict_iterator(output_numpy=True, num_epochs=1)
+            for label in batch["label_ids"].ravel()]
+
+
+@pytest.fixture
+def two_files(tmp_path):
+    return [write_classifier_tfrecord(tmp_path / "a.tfrecord", 0, 30),
+            write_classifier_tfrecord(tmp_path / "b.tfrecord", 30, 30)]
+
+
+def test_two_shards_read_every_record_exactly_once(two_files):
+    seen = []
+    for rank in range(2):
+        dataset = create_dataset(two_files, CLASSIFIER_COLUMNS, batch_size=1, device_num=2, rank=rank)
+        seen += labels_read(dataset)
+    assert sorted(seen) == list(range(60))
+
+
+def test_two_shards_of_one_file_split_rows(tmp_path):
+    single = write_classifier_tfrecord(tmp_path / "one.tfrecord", 0, 40)
+    per_rank = [labels_read(create_dataset([single], CLASSIFIER_COLUMNS, 1, device_num=2, rank=rank))
+                for rank in range(2)]
+    assert len(per_rank[0]) == len(per_rank[1]) == 20
+    assert sorted(per_rank[0] + per_rank[1]) == list(range(40))
+
+
+def test_columns_are_cast_and_batched(two_files, tmp_path):
+    dataset = create_classification_dataset(str(tmp_path), batch_size=8, do_shuffle=False, seq_length=SEQ)
+    assert dataset.get_col_names() == list(CLASSIFIER_COLUMNS)
+    assert [str(t) for t in dataset.output_types()] == ["int32"] * 4
+    assert dataset.output_shapes() == [[8, SEQ], [8, SEQ], [8, SEQ], [8, 1]]
+    assert dataset.get_dataset_size() == 60 // 8  # drop_remainder
+    shuffled = create_classification_dataset(str(tmp_path), batch_size=60, do_shuffle=True)
+    assert dataset.get_dataset_size() and sorted(labels_read(shuffled)) == list(range(60))
+
+
+def test_schema_must_agree_with_the_files(two_files, tmp_path):
+    schema = {"datasetType": "TF", "columns": {
+        "input_ids": {"type": "int64", "rank": 1, "shape": [SEQ]}, "input_mask": {"type": "int64", "rank": 1, "shape": [SEQ]},
+        "segment_ids": {"type": "int64", "rank": 1, "shape": [SEQ]}, "label_ids": {"type": "int64", "rank": 1, "shape": [1]}}}
+    good = tmp_path / "schema.json"
+    good.write_text(json.dumps(schema))
+    assert create_dataset(two_files, CLASSIFIER_COLUMNS, 4, schema_dir=str(good)).get_dataset_size() == 15
+
+    schema["columns"]["input_ids"]["shape"] = [128]
+    wrong_shape = tmp_path / "wrong.json"
+    wrong_shape.write_text(json.dumps(schema))
+    with pytest.raises(DatasetError, match=r"wrong.json: column input_ids has shape \[128\], but .*a.tfrecord holds 16"):
+        create_dataset(two_files, CLASSIFIER_COLUMNS, 4, schema_dir=str(wrong_shape))
+
+    schema["columns"]["input_ids"]["shape"] = [SEQ]
+    del schema["columns"]["label_ids"]
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps(schema))
+    with pytest.raises(DatasetError, match="missing.json: no column label_ids"):
+        create_dataset(two_files, CLASSIFIER_COLUMNS, 4, schema_dir=str(missing))
+
+
+def test_missing_columns_and_wrong_seq_length_are_refused(two_files):
+    with pytest.raises(DatasetError, match="a.tfrecord: missing columns start_positions, end_positions"):
+        create_squad_dataset(two_files, batch_size=4)
+    with pytest.raises(DatasetError, match="input_ids has length 16, but the model's seq_length is 128"):
+        create_classification_dataset(two_files, batch_size=4, seq_length=128)
+
+
+def test_missing_data_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="data_dir: no data given"):
+        create_dataset("", CLASSIFIER_COLUMNS, 4)
+    with pytest.raises(DatasetError, match="no tfrecord files"):
+        create_dataset(str(tmp_path), CLASSIFIER_COLUMNS, 4)
+    with pytest.raises(DatasetError, match="no such file"):
+        create_dataset([str(tmp_path / "nope.tfrecord")], CLASSIFIER_COLUMNS, 4)
+    garbage = tmp_path / "garbage.tfrecord"
+    garbage.write_bytes(b"not a tfrecord at all")
+    with pytest.raises(DatasetError, match="garbage.tfrecord: cannot read a tfrecord row"):
+        create_dataset([str(garbage)], CLASSIFIER_COLUMNS, 4)
+
+
+def test_evaluation_keeps_the_last_partial_batch(two_files):
+    dataset = create_classification_dataset(two_files, batch_size=7, do_shuffle=False, drop_remainder=False)
+    assert sorted(labels_read(dataset)) == list(range(60))
+    assert np.ceil(60 / 7) == dataset.get_dataset_size()
