@@ -11,17 +11,21 @@ import tempfile
 
 import mindspore as ms
 
+from src.errors import UserError
+
 
 # mkstemp creates files readable by the owner only; configs are for everyone.
 TEXT_FILE_MODE = 0o644
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError):
     """A checkpoint's names or shapes do not match the network."""
 
 
-def save_checkpoint_atomic(params, path):
+def save_checkpoint_atomic(params, path, append_dict=None):
     """Write `params` (a Cell, or a list of {'name', 'data'} dicts) to `path` atomically.
+
+    `append_dict` adds named scalars (e.g. the training step) to the file.
 
     The checkpoint is written to a temporary file in the same directory, flushed
     to disk, then renamed over `path`: readers see the old file or the new one,
@@ -32,7 +36,7 @@ def save_checkpoint_atomic(params, path):
     fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
     os.close(fd)
     try:
-        ms.save_checkpoint(params, tmp_path)
+        ms.save_checkpoint(params, tmp_path, append_dict=append_dict)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -74,7 +78,15 @@ def load_checkpoint_into(net, path, prefix=""):
     Raises:
         CheckpointMismatchError naming every missing, unexpected and mis-shaped parameter.
     """
-    saved = ms.load_checkpoint(path)
+    load_params_into(net, ms.load_checkpoint(path), path, prefix)
+
+
+def load_params_into(net, saved, source, prefix="", ignore_unexpected=False):
+    """`load_checkpoint_into` for a {name: Parameter} dict already read from `source`.
+
+    `ignore_unexpected` accepts extra names, e.g. the optimizer state of a
+    training checkpoint when only the model is wanted.
+    """
     if prefix:
         saved = {name[len(prefix):]: value for name, value in saved.items() if name.startswith(prefix)}
     expected = {param.name: param for param in net.get_parameters()}
@@ -82,11 +94,13 @@ def load_checkpoint_into(net, path, prefix=""):
         del saved[name]
     problems = [f"missing {name} {tuple(param.shape)}" for name, param in expected.items()
                 if name not in saved]
+    if ignore_unexpected:
+        saved = {name: value for name, value in saved.items() if name in expected}
     problems += [f"unexpected {name} {tuple(value.shape)}" for name, value in saved.items()
                  if name not in expected]
     problems += [f"shape of {name}: checkpoint {tuple(saved[name].shape)}, network {tuple(param.shape)}"
                  for name, param in expected.items()
                  if name in saved and tuple(saved[name].shape) != tuple(param.shape)]
     if problems:
-        raise CheckpointMismatchError(f"{path} does not match the network: " + "; ".join(problems))
+        raise CheckpointMismatchError(f"{source} does not match the network: " + "; ".join(problems))
     ms.load_param_into_net(net, saved, strict_load=True)

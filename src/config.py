@@ -2,8 +2,8 @@
 
 A job's YAML file (pretrain_config.yaml, task_*_config.yaml) lists every key the
 job reads, with its default. On the command line, `--key=value` overrides a key
-(`--section.key=value` one inside a section); the value must have the type of
-the YAML default (an int stays an int, a bool is true/false, a float accepts
+(`--section.key=value` one inside a section; the last of repeated flags wins);
+the value must have the type of the YAML default (an int stays an int, a bool is true/false, a float accepts
 1e-4). `--config_path=FILE` replaces the job's YAML file.
 
 The model is described by a named preset (`bert_network`: tiny, small, base,
@@ -14,19 +14,19 @@ large, nezha; see `bert_model.PRESETS`) that the `model` section then amends:
 
 Any unknown key or badly typed value raises `ConfigError` whose message is one
 line naming the file or flag, the key and what was expected; entry points print
-it and exit non-zero (`exit_on_config_error`).
+it and exit non-zero (`src.errors.exit_on_user_error`).
 """
 
 import dataclasses
 import difflib
-import sys
 
 import yaml
 
 from src.bert_model import PRESETS, BertConfig
+from src.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration file or flag is missing, unknown or has a bad value."""
 
 
@@ -81,14 +81,14 @@ def bert_config(cfg):
 
 
 def parse_overrides(argv):
-    """['--a.b=1', ...] -> {'a.b': '1', ...} (raw strings, typed later)."""
+    """['--a.b=1', ...] -> {'a.b': '1', ...} (raw strings, typed later); a repeated key: the last wins,
+    so wrapper scripts can pass defaults that the user's own flags then override."""
     overrides = {}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
             raise ConfigError(f"argument {arg!r}: expected --key=value")
         key, raw = arg[2:].split("=", 1)
-        if key in overrides:
-            raise ConfigError(f"--{key} given twice")
+        overrides.pop(key, None)  # keep the order of last appearance
         overrides[key] = raw
     return overrides
 
@@ -180,13 +180,3 @@ def did_you_mean(name, known):
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
-
-def exit_on_config_error(main):
-    """Decorator for entry points: a ConfigError becomes one line on stderr and exit code 2."""
-    def wrapped(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
-    return wrapped

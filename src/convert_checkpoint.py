@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
 
 import mindspore as ms
 import numpy as np
@@ -30,6 +29,7 @@ from safetensors.numpy import load_file
 
 from src.bert_model import BertConfig, BertModel
 from src.checkpoint import save_checkpoint_atomic, write_text_atomic
+from src.errors import UserError, exit_on_user_error
 
 # Hugging Face name (after `normalise_hf_name`) -> our name. Linear weights are
 # [out, in] in both frameworks, so no tensor needs transposing.
@@ -70,7 +70,7 @@ HF_CONFIG_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_atten
 DEFAULT_SEQ_LENGTH = BertConfig.seq_length
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError):
     """The input checkpoint cannot be converted; the message lists why."""
 
 
@@ -179,6 +179,7 @@ def model_yaml_path(checkpoint_path):
     return os.path.splitext(checkpoint_path)[0] + ".yaml"
 
 
+@exit_on_user_error
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", required=True, choices=["hf"], help="format of the input checkpoint")
@@ -187,11 +188,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.output.endswith(".ckpt"):
         parser.error(f"--output {args.output!r}: expected a file name ending in .ckpt")
-    try:
-        config, converted = convert_hf(args.input, args.output)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    config, converted = convert_hf(args.input, args.output)
     print(f"wrote {args.output} ({len(converted)} tensors, {config.num_hidden_layers} layers, "
           f"hidden {config.hidden_size}) and {model_yaml_path(args.output)}")
 

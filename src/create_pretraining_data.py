@@ -41,7 +41,8 @@ import time
 
 import numpy as np
 
-from src.tokenization import FullTokenizer, VocabularyError, is_cjk
+from src.errors import UserError, exit_on_user_error
+from src.tokenization import FullTokenizer, is_cjk
 
 # Seconds between progress lines.
 PROGRESS_INTERVAL = 5.0
@@ -57,7 +58,7 @@ MINDRECORD_PAGE_SIZE = 1 << 20
 SHARD_NAME = "part-{index:05d}-of-{count:05d}.{extension}"
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input or options; the message names the file or flag."""
 
 
@@ -568,13 +569,9 @@ def write_outputs(args, context, options, instances, stats):
           f"random next sentence {stats['next_sentence_random_fraction']:.3f}", file=sys.stderr)
 
 
+@exit_on_user_error
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        generate(args)
-    except (DataError, VocabularyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    generate(parse_args(argv))
 
 
 if __name__ == "__main__":

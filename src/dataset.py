@@ -20,6 +20,8 @@ import mindspore as ms
 import mindspore.dataset as ds
 from mindspore.dataset import transforms
 
+from src.errors import UserError
+
 PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels",
                     "masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
 # Classification and NER share the layout; NER's label_ids has one label per token.
@@ -32,7 +34,7 @@ EXTENSIONS = {"tfrecord": (".tfrecord", ".tf_record", ".record"), "mindrecord": 
 DEFAULT_PARALLEL_WORKERS = min(4, os.cpu_count() or 1)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """Data files or schema are missing or disagree with what the job needs."""
 
 

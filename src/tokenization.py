@@ -19,6 +19,8 @@ distinct word is tokenized once and cached.
 
 import unicodedata
 
+from src.errors import UserError
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # Hugging Face's limit; Google's original code uses 200. Longer words become [UNK].
@@ -35,7 +37,7 @@ CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 
               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserError):
     """The vocabulary file is missing or unusable."""
 
 

@@ -1,0 +1,95 @@
+"""Evaluate a pretrained checkpoint: masked-LM accuracy, loss and perplexity, NSP accuracy.
+
+    python pretrain_eval.py --data_dir=EVAL_DIR --load_checkpoint_path=CKPT [--key=value ...]
+
+Reads pretrain_config.yaml (the model must match the checkpoint's) and prints
+one JSON object; with --output_dir set it is also written to eval_results.json.
+The masked-LM figures are weighted by `masked_lm_weights` (padded prediction
+slots do not count). `mlm_majority_accuracy` is the accuracy of always
+predicting the most frequent masked token of the evaluation set: the floor a
+model must beat to have learned anything beyond token frequencies.
+"""
+
+import json
+import math
+import os
+import sys
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from src.bert_for_pre_training import BertPreTraining
+from src.checkpoint import load_params_into
+from src.config import ConfigError, bert_config, load_config
+from src.dataset import PRETRAIN_COLUMNS, DatasetError, create_dataset
+from src.errors import exit_on_user_error
+from src.training import init_device
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
+RESULTS_FILE = "eval_results.json"
+
+
+class PretrainingMetrics(nn.Cell):
+    """Per-batch sums for the metrics: (MLM correct, MLM weight, MLM NLL, NSP correct), float32 scalars."""
+
+    def __init__(self, config):
+        super().__init__(auto_prefix=False)
+        self.bert = BertPreTraining(config, is_training=False)
+
+    def construct(self, input_ids, input_mask, token_type_ids, next_sentence_labels,
+                  masked_lm_positions, masked_lm_ids, masked_lm_weights):
+        mlm_log_probs, nsp_log_probs = self.bert(input_ids, input_mask, token_type_ids, masked_lm_positions)
+        labels = masked_lm_ids.reshape(-1)                                          # [B * P]
+        weights = masked_lm_weights.reshape(-1)                                     # [B * P]
+        correct = (ops.argmax(mlm_log_probs, dim=-1) == labels).astype(ms.float32)
+        nll = -ops.gather_elements(mlm_log_probs, 1, labels.reshape(-1, 1)).reshape(-1)
+        nsp_correct = (ops.argmax(nsp_log_probs, dim=-1) == next_sentence_labels.reshape(-1)).astype(ms.float32)
+        return (correct * weights).sum(), weights.sum(), (nll * weights).sum(), nsp_correct.sum()
+
+
+def evaluate(metrics_net, dataset):
+    """Run over `dataset`; returns the metrics dict."""
+    sums = np.zeros(4)
+    label_counts, sequences = {}, 0
+    for batch in dataset.create_tuple_iterator(num_epochs=1):
+        sums += [float(value.asnumpy()) for value in metrics_net(*batch)]
+        labels, weights = batch[5].asnumpy().ravel(), batch[6].asnumpy().ravel()
+        for label in labels[weights > 0]:
+            label_counts[label] = label_counts.get(label, 0) + 1
+        sequences += batch[0].shape[0]
+    correct, weight, nll, nsp_correct = sums
+    if weight == 0:
+        raise DatasetError("data_dir: the evaluation data has no masked positions")
+    mlm_loss = nll / weight
+    return {"sequences": sequences, "masked_tokens": int(weight),
+            "mlm_accuracy": correct / weight, "mlm_loss": mlm_loss, "mlm_perplexity": math.exp(mlm_loss),
+            "mlm_majority_accuracy": max(label_counts.values()) / weight,
+            "nsp_accuracy": nsp_correct / sequences}
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
+    if not cfg.load_checkpoint_path:
+        raise ConfigError("--load_checkpoint_path: the checkpoint to evaluate is required")
+    config = bert_config(cfg)
+    init_device(cfg)
+    dataset = create_dataset(cfg.data_dir, PRETRAIN_COLUMNS, cfg.batch_size, schema_dir=cfg.schema_dir,
+                             dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
+    metrics_net = PretrainingMetrics(config)
+    # A training checkpoint also holds optimizer state: only the model's weights are taken.
+    load_params_into(metrics_net, ms.load_checkpoint(cfg.load_checkpoint_path), cfg.load_checkpoint_path,
+                     ignore_unexpected=True)
+    metrics_net.set_train(False)
+    results = evaluate(metrics_net, dataset)
+    print(json.dumps(results, indent=2))
+    if cfg.output_dir:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        with open(os.path.join(cfg.output_dir, RESULTS_FILE), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Pretrain BERT or NEZHA (masked LM + next sentence prediction).
+
+    python run_pretrain.py --data_dir=DIR [--key=value ...]
+
+DIR holds shards written by `python -m src.create_pretraining_data`. Every key
+of pretrain_config.yaml can be overridden as --key=value; see README.md.
+"""
+
+import os
+import sys
+
+import mindspore as ms
+import mindspore.dataset as ds
+
+from src.bert_for_pre_training import BertNetworkWithLoss
+from src.config import ConfigError, bert_config, load_config
+from src.dataset import create_bert_dataset
+from src.errors import exit_on_user_error
+from src.optimizers import build_optimizer
+from src.training import (TrainingPlan, build_train_cell, check_training_config, check_writable, init_device,
+                          restore, train)
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
+# Batches read before training to check token ids against the vocabulary size.
+TOKEN_CHECK_BATCHES = 20
+
+
+def check_token_ids(dataset, vocab_size):
+    """The first batches' token ids must fit the model's vocabulary (a mismatched vocab_file)."""
+    for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
+        largest = max(int(batch["input_ids"].max()), int(batch["masked_lm_ids"].max()))
+        if largest >= vocab_size:
+            raise ConfigError(f"data_dir: token id {largest} does not fit model.vocab_size {vocab_size}; "
+                              "use the vocabulary the data was made with, or set model.vocab_size")
+
+
+def plan_training(cfg, dataset, device_num, rank, output_dir):
+    micro_batches = dataset.get_dataset_size()
+    steps_per_epoch = micro_batches // cfg.accumulation_steps
+    if steps_per_epoch < 1:
+        raise ConfigError(f"data_dir: {micro_batches} batches of {cfg.batch_size} per device do not make one "
+                          f"step of {cfg.accumulation_steps} micro-batches; use more data or a smaller batch")
+    total_steps = cfg.train_steps if cfg.train_steps > 0 else cfg.epoch_size * steps_per_epoch
+    checkpoint_dir = ""
+    if cfg.enable_save_ckpt:
+        checkpoint_dir = cfg.save_checkpoint_path or os.path.join(output_dir, "checkpoints")
+    return TrainingPlan(total_steps=total_steps, micro_batches_per_step=cfg.accumulation_steps,
+                        samples_per_micro_batch=cfg.batch_size * device_num, steps_per_epoch=steps_per_epoch,
+                        log_every_steps=cfg.log_every_steps, save_checkpoint_steps=cfg.save_checkpoint_steps,
+                        save_checkpoint_num=cfg.save_checkpoint_num, checkpoint_dir=checkpoint_dir,
+                        output_dir=output_dir, max_overflow_steps_at_floor=cfg.max_overflow_steps_at_floor,
+                        is_main_rank=rank == 0)
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
+    config = bert_config(cfg)
+    check_training_config(cfg)
+    rank, device_num = init_device(cfg)
+    ms.set_seed(cfg.random_seed)
+    ds.config.set_seed(cfg.random_seed)
+    if cfg.enable_data_sink and rank == 0:
+        print("note: this training loop feeds one step at a time from the host (no data sinking)")
+
+    dataset = create_bert_dataset(device_num, rank, cfg.do_shuffle, cfg.data_dir, cfg.schema_dir, cfg.batch_size,
+                                  cfg.dataset_format, config.seq_length)
+    check_token_ids(dataset.take(TOKEN_CHECK_BATCHES), config.vocab_size)
+    plan = plan_training(cfg, dataset, device_num, rank, cfg.output_dir)
+    if plan.checkpoint_dir and rank == 0:
+        check_writable(plan.checkpoint_dir, "save_checkpoint_path")
+
+    network = BertNetworkWithLoss(config, is_training=True)
+    try:
+        optimizer = build_optimizer(cfg, network.trainable_params(), plan.total_steps, cfg.device_target)
+        train_cell = build_train_cell(network, optimizer, cfg)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    start = restore(train_cell, network, cfg.load_checkpoint_path) if cfg.load_checkpoint_path else None
+    steps, checkpoint = train(train_cell, dataset, plan, start)
+    print(f"finished at step {steps}" + (f"; checkpoint {checkpoint}" if checkpoint else ""))
+    return checkpoint
+
+
+if __name__ == "__main__":
+    main()

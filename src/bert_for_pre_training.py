@@ -1,0 +1,237 @@
+"""BERT pretraining: masked-LM and next-sentence heads, their loss, and the training step.
+
+    BertPreTraining      encoder + heads -> log-probabilities
+    pretraining_loss     Google BERT's loss from those log-probabilities
+    BertNetworkWithLoss  the two together: batch columns -> scalar loss
+    BertTrainOneStepCell one optimizer step of any loss network, with loss
+                         scaling, overflow skipping, gradient clipping and
+                         gradient accumulation (one cell for every combination)
+
+Shape letters: B batch, S sequence, D hidden, V vocabulary, P masked positions
+per sequence (max_predictions_per_seq).
+"""
+
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.communication import get_group_size
+from mindspore.context import ParallelMode
+from mindspore.parallel._utils import _get_parallel_mode
+
+from src.bert_model import DTYPES, BertModel, dense, layer_norm, truncated_normal
+
+# Added to the masked-LM weight sum so that a batch without masked tokens
+# divides by a small number instead of zero (Google BERT's value).
+MLM_WEIGHT_EPSILON = 1e-5
+NUM_NSP_CLASSES = 2
+
+
+class MaskedLMHead(nn.Cell):
+    """Predicts the original token at each masked position.
+
+    dense + GELU + LayerNorm, then a projection tied to the word-embedding
+    table plus a per-token output bias; computed at the masked positions only.
+
+    Inputs:
+        sequence_output: float32 [B, S, D].
+        embedding_table: float32 [V, D].
+        masked_lm_positions: int32 [B, P].
+    Outputs:
+        float32 [B * P, V] log-probabilities.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = dense(config, config.hidden_size, config.hidden_size)
+        self.layernorm = layer_norm(config)
+        self.output_bias = ms.Parameter(ops.zeros(config.vocab_size, ms.float32))
+        self.compute_type = DTYPES[config.compute_type]
+
+    def construct(self, sequence_output, embedding_table, masked_lm_positions):
+        batch_size, seq_length, hidden_size = sequence_output.shape
+        # Row of each masked position in the flattened [B * S, D] sequence output.
+        offsets = (ops.arange(batch_size, dtype=ms.int32) * seq_length).reshape(-1, 1)  # [B, 1]
+        rows = (masked_lm_positions + offsets).reshape(-1)                              # [B * P]
+        hidden = ops.gather(sequence_output.reshape(-1, hidden_size), rows, 0)          # [B * P, D]
+        hidden = ops.gelu(self.dense(hidden), approximate="none").astype(ms.float32)   # [B * P, D]
+        hidden = self.layernorm(hidden)
+        logits = ops.matmul(hidden.astype(self.compute_type),
+                            embedding_table.astype(self.compute_type).T)               # [B * P, V]
+        return ops.log_softmax(logits.astype(ms.float32) + self.output_bias, axis=-1)
+
+
+class NextSentenceHead(nn.Cell):
+    """Is segment B the continuation of A? float32 [B, D] pooled -> [B, 2] log-probabilities."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Dense(config.hidden_size, NUM_NSP_CLASSES, weight_init=truncated_normal(config))
+
+    def construct(self, pooled_output):
+        return ops.log_softmax(self.dense(pooled_output.astype(ms.float32)), axis=-1)
+
+
+class BertPreTraining(nn.Cell):
+    """The encoder with both pretraining heads.
+
+    Inputs:
+        input_ids, input_mask, token_type_ids: int32 [B, S].
+        masked_lm_positions: int32 [B, P].
+    Outputs:
+        mlm_log_probs: float32 [B * P, V].
+        nsp_log_probs: float32 [B, 2].
+    """
+
+    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+        super().__init__()
+        self.bert = BertModel(config, is_training, use_one_hot_embeddings)
+        self.mlm_head = MaskedLMHead(config)
+        self.nsp_head = NextSentenceHead(config)
+
+    def construct(self, input_ids, input_mask, token_type_ids, masked_lm_positions):
+        sequence_output, pooled_output, embedding_table = self.bert(input_ids, token_type_ids, input_mask)
+        return (self.mlm_head(sequence_output, embedding_table, masked_lm_positions),
+                self.nsp_head(pooled_output))
+
+
+def pretraining_loss(mlm_log_probs, nsp_log_probs, masked_lm_ids, masked_lm_weights, next_sentence_labels):
+    """Google BERT's pretraining loss: weighted masked-LM cross-entropy + NSP cross-entropy.
+
+    The masked-LM term averages over real predictions only: padded prediction
+    slots have weight 0, and the sum of weights (+ MLM_WEIGHT_EPSILON) is the
+    divisor, so sequences with fewer masked tokens are not down-weighted.
+
+    Args:
+        mlm_log_probs: float32 [B * P, V].  nsp_log_probs: float32 [B, 2].
+        masked_lm_ids: int32 [B, P].  masked_lm_weights: float32 [B, P].
+        next_sentence_labels: int32 [B, 1] (1 = random B).
+    Returns:
+        float32 scalar.
+    """
+    labels = masked_lm_ids.reshape(-1, 1)                                              # [B * P, 1]
+    mlm_nll = -ops.gather_elements(mlm_log_probs, 1, labels).reshape(-1)               # [B * P]
+    weights = masked_lm_weights.reshape(-1)                                            # [B * P]
+    mlm_loss = (mlm_nll * weights).sum() / (weights.sum() + MLM_WEIGHT_EPSILON)
+    nsp_nll = -ops.gather_elements(nsp_log_probs, 1, next_sentence_labels.reshape(-1, 1))  # [B, 1]
+    return mlm_loss + nsp_nll.mean()
+
+
+class BertNetworkWithLoss(nn.Cell):
+    """Pretraining batch (the seven data columns, in the loader's order) -> scalar loss.
+
+    Adds no name prefix, so its parameters are named as `BertPreTraining`'s
+    (`bert.*`, `mlm_head.*`, `nsp_head.*`), the names every checkpoint uses.
+    """
+
+    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+        super().__init__(auto_prefix=False)
+        self.bert = BertPreTraining(config, is_training, use_one_hot_embeddings)
+
+    def construct(self, input_ids, input_mask, token_type_ids, next_sentence_labels,
+                  masked_lm_positions, masked_lm_ids, masked_lm_weights):
+        mlm_log_probs, nsp_log_probs = self.bert(input_ids, input_mask, token_type_ids, masked_lm_positions)
+        return pretraining_loss(mlm_log_probs, nsp_log_probs, masked_lm_ids, masked_lm_weights,
+                                next_sentence_labels)
+
+
+def _divide(divisor, grad):
+    return grad / divisor.astype(grad.dtype)
+
+
+def _clip_by_norm(clip_norm, grad):
+    return ops.clip_by_norm(grad, clip_norm)
+
+
+class BertTrainOneStepCell(nn.Cell):
+    """One training step of `network` (any Cell returning a scalar loss): the only train cell.
+
+    Per call, on one micro-batch:
+      1. loss and gradients of (loss * loss_scale), so fp16 gradients do not underflow;
+      2. with `accumulation_steps` k > 1, add the gradients to buffers and return
+         unless this is the k-th micro-batch; the update then uses their mean,
+         which equals the gradient of the mean loss over the k micro-batches;
+      3. unscale; average across devices in data-parallel runs;
+      4. overflow = any gradient is inf/NaN (checked on the gradients themselves,
+         which works on every device, unlike the NPU float-status registers);
+         the loss-scale update cell then halves the scale on overflow and
+         doubles it after `scale_window` clean steps;
+      5. clip: global norm (Google BERT) or each tensor's norm (the zoo's
+         `enable_global_norm: false`);
+      6. apply the optimizer unless overflow: a bad step is skipped, not taken.
+
+    Args:
+        network (nn.Cell): returns a scalar loss from the batch columns.
+        optimizer (nn.Optimizer): updates the network's trainable parameters.
+        scale_update_cell (nn.Cell): nn.DynamicLossScaleUpdateCell,
+            nn.FixedLossScaleUpdateCell, or None for no loss scaling.
+        accumulation_steps (int): micro-batches per optimizer step.
+        clip_norm (float): gradient clipping threshold.
+        enable_global_norm (bool): clip by global norm (True) or per tensor.
+
+    Inputs:
+        *inputs: the batch columns `network` takes.
+    Outputs:
+        loss: float32 scalar (mean over the micro-batches of an optimizer step).
+        overflow: bool scalar, True when the update was skipped.
+        scale: float32 scalar, the loss scale used for this step.
+    """
+
+    def __init__(self, network, optimizer, scale_update_cell=None, accumulation_steps=1, clip_norm=1.0,
+                 enable_global_norm=True):
+        super().__init__(auto_prefix=False)
+        if accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
+        self.network = network
+        self.network.set_grad()
+        self.optimizer = optimizer
+        self.weights = optimizer.parameters
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
+        self.hyper_map = ops.HyperMap()
+        self.scale_update_cell = scale_update_cell
+        initial_scale = scale_update_cell.get_loss_scale() if scale_update_cell is not None else 1.0
+        self.loss_scale = ms.Parameter(ms.Tensor(initial_scale, ms.float32), name="loss_scale")
+        self.clip_norm = clip_norm
+        self.enable_global_norm = enable_global_norm
+        self.grad_reducer = ops.identity
+        if _get_parallel_mode() in (ParallelMode.DATA_PARALLEL, ParallelMode.HYBRID_PARALLEL):
+            self.grad_reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=get_group_size())
+        self.accumulation_steps = accumulation_steps
+        if accumulation_steps > 1:
+            self.accumulated_grads = self.weights.clone(prefix="accumulated_grads", init="zeros")
+            self.accumulated_loss = ms.Parameter(ms.Tensor(0.0, ms.float32), name="accumulated_loss")
+            self.micro_step = ms.Parameter(ms.Tensor(0, ms.int32), name="micro_step")
+
+    def construct(self, *inputs):
+        loss = self.network(*inputs)
+        scale = self.loss_scale.value()
+        grads = self.grad(self.network, self.weights)(*inputs, ops.ones_like(loss) * scale.astype(loss.dtype))
+        if self.accumulation_steps == 1:
+            return self.update(grads, loss, scale)
+        # Gradient accumulation: buffers keep the running sums between calls.
+        self.hyper_map(ops.assign_add, self.accumulated_grads, grads)
+        ops.assign_add(self.accumulated_loss, loss.astype(ms.float32))
+        ops.assign_add(self.micro_step, ms.Tensor(1, ms.int32))
+        if self.micro_step < self.accumulation_steps:
+            return loss, ms.Tensor(False), scale
+        mean_loss = self.accumulated_loss / self.accumulation_steps
+        result = self.update(self.hyper_map(ops.identity, self.accumulated_grads), mean_loss, scale)
+        # Reset only after the update has read the buffers (auto-monad keeps this order).
+        self.hyper_map(ops.assign, self.accumulated_grads, self.hyper_map(ops.zeros_like, self.accumulated_grads))
+        ops.assign(self.accumulated_loss, ms.Tensor(0.0, ms.float32))
+        ops.assign(self.micro_step, ms.Tensor(0, ms.int32))
+        return result
+
+    def update(self, grads, loss, scale):
+        """Steps 3-6 on summed, scaled gradients; returns (loss, overflow, scale)."""
+        divisor = scale * self.accumulation_steps
+        grads = self.hyper_map(ops.partial(_divide, divisor), grads)
+        grads = self.grad_reducer(grads)
+        overflow = ops.logical_not(ms.amp.all_finite(grads))
+        if self.scale_update_cell is not None:
+            overflow = self.scale_update_cell(self.loss_scale, overflow)
+        if self.enable_global_norm:
+            grads = ops.clip_by_global_norm(grads, self.clip_norm)
+        else:
+            grads = self.hyper_map(ops.partial(_clip_by_norm, self.clip_norm), grads)
+        if not overflow:
+            loss = ops.depend(loss, self.optimizer(grads))
+        return loss, overflow, scale
