@@ -17,10 +17,12 @@ from src.config import ConfigError, bert_config, load_config
 from src.dataset import create_bert_dataset
 from src.errors import exit_on_user_error
 from src.optimizers import build_optimizer
-from src.training import (TrainingPlan, build_train_cell, check_training_config, check_writable, init_device,
-                          restore, train)
+from src.plotting import plot_training
+from src.training import (METRICS_FILE, TrainingPlan, build_train_cell, check_no_foreign_checkpoints,
+                          check_training_config, check_writable, init_device, restore, train)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
+LOSS_PLOT = "loss.png"
 # Batches read before training to check token ids against the vocabulary size.
 TOKEN_CHECK_BATCHES = 20
 
@@ -34,7 +36,7 @@ def check_token_ids(dataset, vocab_size):
                               "use the vocabulary the data was made with, or set model.vocab_size")
 
 
-def plan_training(cfg, dataset, device_num, rank, output_dir):
+def plan_training(cfg, dataset, device_num, rank):
     micro_batches = dataset.get_dataset_size()
     steps_per_epoch = micro_batches // cfg.accumulation_steps
     if steps_per_epoch < 1:
@@ -43,12 +45,12 @@ def plan_training(cfg, dataset, device_num, rank, output_dir):
     total_steps = cfg.train_steps if cfg.train_steps > 0 else cfg.epoch_size * steps_per_epoch
     checkpoint_dir = ""
     if cfg.enable_save_ckpt:
-        checkpoint_dir = cfg.save_checkpoint_path or os.path.join(output_dir, "checkpoints")
+        checkpoint_dir = cfg.save_checkpoint_path or os.path.join(cfg.output_dir, "checkpoints")
     return TrainingPlan(total_steps=total_steps, micro_batches_per_step=cfg.accumulation_steps,
                         samples_per_micro_batch=cfg.batch_size * device_num, steps_per_epoch=steps_per_epoch,
                         log_every_steps=cfg.log_every_steps, save_checkpoint_steps=cfg.save_checkpoint_steps,
                         save_checkpoint_num=cfg.save_checkpoint_num, checkpoint_dir=checkpoint_dir,
-                        output_dir=output_dir, max_overflow_steps_at_floor=cfg.max_overflow_steps_at_floor,
+                        output_dir=cfg.output_dir, max_overflow_steps_at_floor=cfg.max_overflow_steps_at_floor,
                         is_main_rank=rank == 0)
 
 
@@ -66,9 +68,12 @@ def main(argv=None):
     dataset = create_bert_dataset(device_num, rank, cfg.do_shuffle, cfg.data_dir, cfg.schema_dir, cfg.batch_size,
                                   cfg.dataset_format, config.seq_length)
     check_token_ids(dataset.take(TOKEN_CHECK_BATCHES), config.vocab_size)
-    plan = plan_training(cfg, dataset, device_num, rank, cfg.output_dir)
-    if plan.checkpoint_dir and rank == 0:
-        check_writable(plan.checkpoint_dir, "save_checkpoint_path")
+    plan = plan_training(cfg, dataset, device_num, rank)
+    if rank == 0:
+        check_writable(cfg.output_dir, "output_dir")
+        if plan.checkpoint_dir:
+            check_writable(plan.checkpoint_dir, "save_checkpoint_path")
+            check_no_foreign_checkpoints(plan.checkpoint_dir, cfg.load_checkpoint_path)
 
     network = BertNetworkWithLoss(config, is_training=True)
     try:
@@ -78,6 +83,9 @@ def main(argv=None):
         raise ConfigError(str(error)) from None
     start = restore(train_cell, network, cfg.load_checkpoint_path) if cfg.load_checkpoint_path else None
     steps, checkpoint = train(train_cell, dataset, plan, start)
+    metrics_path = os.path.join(cfg.output_dir, METRICS_FILE)
+    if rank == 0 and os.path.exists(metrics_path):
+        plot_training(metrics_path, os.path.join(cfg.output_dir, LOSS_PLOT), f"{cfg.bert_network} pretraining")
     print(f"finished at step {steps}" + (f"; checkpoint {checkpoint}" if checkpoint else ""))
     return checkpoint
 

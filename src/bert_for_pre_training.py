@@ -31,8 +31,11 @@ class MaskedLMHead(nn.Cell):
     dense + GELU + LayerNorm, then a projection tied to the word-embedding
     table plus a per-token output bias; computed at the masked positions only.
 
+    Args:
+        config (BertConfig): hidden and vocabulary sizes, compute type.
+
     Inputs:
-        sequence_output: float32 [B, S, D].
+        sequence_output: [B, S, D] in `config.dtype`.
         embedding_table: float32 [V, D].
         masked_lm_positions: int32 [B, P].
     Outputs:
@@ -60,7 +63,16 @@ class MaskedLMHead(nn.Cell):
 
 
 class NextSentenceHead(nn.Cell):
-    """Is segment B the continuation of A? float32 [B, D] pooled -> [B, 2] log-probabilities."""
+    """Is segment B the continuation of A? (label 0: yes, 1: B is random.)
+
+    Args:
+        config (BertConfig): hidden size, initializer range.
+
+    Inputs:
+        pooled_output: [B, D] in `config.dtype`.
+    Outputs:
+        float32 [B, 2] log-probabilities.
+    """
 
     def __init__(self, config):
         super().__init__()
@@ -93,12 +105,17 @@ class BertPreTraining(nn.Cell):
                 self.nsp_head(pooled_output))
 
 
+def masked_lm_nll(mlm_log_probs, masked_lm_ids):
+    """-log p(original token) at every prediction slot: [B * P, V], [B, P] -> float32 [B * P]."""
+    return -ops.gather_elements(mlm_log_probs, 1, masked_lm_ids.reshape(-1, 1)).reshape(-1)
+
+
 def pretraining_loss(mlm_log_probs, nsp_log_probs, masked_lm_ids, masked_lm_weights, next_sentence_labels):
     """Google BERT's pretraining loss: weighted masked-LM cross-entropy + NSP cross-entropy.
 
-    The masked-LM term averages over real predictions only: padded prediction
-    slots have weight 0, and the sum of weights (+ MLM_WEIGHT_EPSILON) is the
-    divisor, so sequences with fewer masked tokens are not down-weighted.
+    The masked-LM term is the mean over the batch's real predictions: padded
+    prediction slots have weight 0 and the divisor is the batch's sum of weights
+    (+ MLM_WEIGHT_EPSILON), so padding does not dilute the mean.
 
     Args:
         mlm_log_probs: float32 [B * P, V].  nsp_log_probs: float32 [B, 2].
@@ -107,8 +124,7 @@ def pretraining_loss(mlm_log_probs, nsp_log_probs, masked_lm_ids, masked_lm_weig
     Returns:
         float32 scalar.
     """
-    labels = masked_lm_ids.reshape(-1, 1)                                              # [B * P, 1]
-    mlm_nll = -ops.gather_elements(mlm_log_probs, 1, labels).reshape(-1)               # [B * P]
+    mlm_nll = masked_lm_nll(mlm_log_probs, masked_lm_ids)                              # [B * P]
     weights = masked_lm_weights.reshape(-1)                                            # [B * P]
     mlm_loss = (mlm_nll * weights).sum() / (weights.sum() + MLM_WEIGHT_EPSILON)
     nsp_nll = -ops.gather_elements(nsp_log_probs, 1, next_sentence_labels.reshape(-1, 1))  # [B, 1]
@@ -170,8 +186,10 @@ class BertTrainOneStepCell(nn.Cell):
     Inputs:
         *inputs: the batch columns `network` takes.
     Outputs:
-        loss: float32 scalar (mean over the micro-batches of an optimizer step).
-        overflow: bool scalar, True when the update was skipped.
+        loss: float32 scalar: on the k-th micro-batch the mean over the step's
+            k micro-batches; on the others that micro-batch's own loss.
+        overflow: bool scalar, True when the update was skipped (always False
+            on micro-batches that only accumulate).
         scale: float32 scalar, the loss scale used for this step.
     """
 
@@ -233,5 +251,6 @@ class BertTrainOneStepCell(nn.Cell):
         else:
             grads = self.hyper_map(ops.partial(_clip_by_norm, self.clip_norm), grads)
         if not overflow:
+            # depend: the returned loss waits for the update, so the step is done when it is read.
             loss = ops.depend(loss, self.optimizer(grads))
         return loss, overflow, scale

@@ -95,6 +95,10 @@ class BertConfig:
         for name in ("dtype", "compute_type"):
             if getattr(self, name) not in DTYPES:
                 raise ValueError(f"{name} must be one of {tuple(DTYPES)}, got {getattr(self, name)!r}")
+        if (self.use_relative_positions and self.relative_position_type == "functional"
+                and self.attention_head_size % 2):
+            raise ValueError(f"the functional relative-position table needs an even attention head size, got "
+                             f"{self.attention_head_size} (hidden_size / num_attention_heads)")
         if not self.use_relative_positions and self.seq_length > self.max_position_embeddings:
             raise ValueError(f"seq_length ({self.seq_length}) exceeds "
                              f"max_position_embeddings ({self.max_position_embeddings})")
@@ -289,6 +293,10 @@ class BertAttention(nn.Cell):
 class BertOutput(nn.Cell):
     """Projection, dropout, residual sum and LayerNorm (the last two in fp32).
 
+    Args:
+        config (BertConfig): sizes, dropout, compute type.
+        in_channels (int): width of the input (D after attention, I after the feed-forward).
+
     Inputs:
         hidden_states: [B, S, in_channels] in compute_type.
         residual: float32 [B, S, D].
@@ -309,6 +317,9 @@ class BertOutput(nn.Cell):
 
 class BertSelfAttention(nn.Cell):
     """Self-attention sub-layer: attention, then output projection + residual + LayerNorm.
+
+    (Hugging Face calls this sub-layer BertAttention and the core BertSelfAttention;
+    the names here are the model zoo's, whose checkpoint keys they produce.)
 
     Inputs / outputs as `BertAttention`; the output is float32 [B, S, D].
     """
@@ -348,7 +359,17 @@ class BertEncoderCell(nn.Cell):
 
 
 class BertTransformer(nn.Cell):
-    """The stack of `num_hidden_layers` encoder layers: [B, S, D] -> [B, S, D]."""
+    """The stack of `num_hidden_layers` encoder layers.
+
+    Args:
+        config (BertConfig): the number of layers and everything each layer needs.
+
+    Inputs:
+        hidden_states: float32 [B, S, D], the embeddings.
+        attention_mask_bias: float32 [B, 1, 1, S].
+    Outputs:
+        float32 [B, S, D], the last layer's hidden states.
+    """
 
     def __init__(self, config):
         super().__init__()

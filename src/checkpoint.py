@@ -19,7 +19,7 @@ TEXT_FILE_MODE = 0o644
 
 
 class CheckpointMismatchError(UserError):
-    """A checkpoint's names or shapes do not match the network."""
+    """A checkpoint is unreadable, or its names or shapes do not match the network."""
 
 
 def save_checkpoint_atomic(params, path, append_dict=None):
@@ -78,7 +78,18 @@ def load_checkpoint_into(net, path, prefix=""):
     Raises:
         CheckpointMismatchError naming every missing, unexpected and mis-shaped parameter.
     """
-    load_params_into(net, ms.load_checkpoint(path), path, prefix)
+    load_params_into(net, read_checkpoint(path), path, prefix)
+
+
+def read_checkpoint(path):
+    """{name: Parameter} of a checkpoint file; a missing or unreadable file raises CheckpointMismatchError."""
+    if not os.path.isfile(path):
+        raise CheckpointMismatchError(f"{path}: no such checkpoint file")
+    try:
+        return ms.load_checkpoint(path)
+    except (ValueError, RuntimeError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointMismatchError(f"{path}: not a readable MindSpore checkpoint ({reason})") from None
 
 
 def load_params_into(net, saved, source, prefix="", ignore_unexpected=False):

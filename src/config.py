@@ -1,6 +1,6 @@
 """One configuration loader for every entry point: a YAML file plus `--key=value` overrides.
 
-A job's YAML file (pretrain_config.yaml, task_*_config.yaml) lists every key the
+A job's YAML file (pretrain_config.yaml; one per job) lists every key the
 job reads, with its default. On the command line, `--key=value` overrides a key
 (`--section.key=value` one inside a section; the last of repeated flags wins);
 the value must have the type of the YAML default (an int stays an int, a bool is true/false, a float accepts
@@ -17,12 +17,12 @@ line naming the file or flag, the key and what was expected; entry points print
 it and exit non-zero (`src.errors.exit_on_user_error`).
 """
 
+import copy
 import dataclasses
 import difflib
 
 import yaml
 
-from src.bert_model import PRESETS, BertConfig
 from src.errors import UserError
 
 
@@ -50,7 +50,7 @@ class Config:
         return name in self._values
 
     def to_dict(self):
-        return self._values
+        return copy.deepcopy(self._values)
 
 
 def load_config(default_yaml, argv):
@@ -74,6 +74,7 @@ def load_config(default_yaml, argv):
 
 def bert_config(cfg):
     """The `BertConfig` of a loaded config; a bad combination raises ConfigError."""
+    from src.bert_model import BertConfig  # imports MindSpore: only when a model is wanted
     try:
         return BertConfig(**cfg.model.to_dict())
     except ValueError as error:
@@ -128,10 +129,10 @@ def convert(raw, default, where):
     if isinstance(default, str):
         return raw
     if isinstance(default, bool):
-        lowered = raw.lower()
-        if lowered not in ("true", "false"):
+        value = parse_bool(raw)
+        if value is None:
             raise ConfigError(f"{where}: expected true or false, got {raw!r}")
-        return lowered == "true"
+        return value
     if isinstance(default, int):
         try:
             return int(raw)
@@ -151,8 +152,14 @@ def convert(raw, default, where):
     return value
 
 
+def parse_bool(text):
+    """'true'/'false' in any case -> bool; anything else -> None (never Python's bool('false') == True)."""
+    return {"true": True, "false": False}.get(text.lower())
+
+
 def resolve_model(values, yaml_path):
     """Merge preset, `model_config` file and the YAML `model` section into all BertConfig fields."""
+    from src.bert_model import PRESETS, BertConfig  # imports MindSpore: only when a model is wanted
     name = values.get("bert_network")
     if name not in PRESETS:
         raise ConfigError(f"bert_network: expected one of {sorted(PRESETS)}, got {name!r}")

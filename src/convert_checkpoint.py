@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 from safetensors.numpy import load_file
 
-from src.bert_model import BertConfig, BertModel
+from src.bert_for_pre_training import BertPreTraining
+from src.bert_model import BertConfig
 from src.checkpoint import save_checkpoint_atomic, write_text_atomic
 from src.errors import UserError, exit_on_user_error
 
@@ -110,14 +111,9 @@ def bert_config_from_hf(hf_config, path):
 
 def expected_shapes(config):
     """Our parameter names and shapes for `config`: the encoder's, then the pretraining heads'."""
-    encoder = BertModel(config, is_training=False)
-    shapes = {"bert." + param.name: tuple(param.shape) for param in encoder.get_parameters()}
-    hidden, vocab = config.hidden_size, config.vocab_size
-    heads = {"mlm_head.dense.weight": (hidden, hidden), "mlm_head.dense.bias": (hidden,),
-             "mlm_head.layernorm.gamma": (hidden,), "mlm_head.layernorm.beta": (hidden,),
-             "mlm_head.output_bias": (vocab,),
-             "nsp_head.dense.weight": (2, hidden), "nsp_head.dense.bias": (2,)}
-    return shapes, heads
+    shapes = {param.name: tuple(param.shape) for param in BertPreTraining(config, is_training=False).get_parameters()}
+    encoder = {name: shape for name, shape in shapes.items() if name.startswith("bert.")}
+    return encoder, {name: shape for name, shape in shapes.items() if name not in encoder}
 
 
 def map_hf_tensors(tensors, config, path):
@@ -163,9 +159,17 @@ def convert_hf(input_dir, output_path):
     for path in (config_path, weights_path):
         if not os.path.isfile(path):
             raise ConversionError(f"{path}: no such file (expected config.json and model.safetensors)")
-    with open(config_path, encoding="utf-8") as f:
-        config = bert_config_from_hf(json.load(f), config_path)
-    converted = map_hf_tensors(load_file(weights_path), config, weights_path)
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            hf_config = json.load(f)
+    except ValueError as error:
+        raise ConversionError(f"{config_path}: not valid JSON ({error})") from None
+    config = bert_config_from_hf(hf_config, config_path)
+    try:
+        tensors = load_file(weights_path)
+    except Exception as error:  # safetensors raises its own SafetensorError, not exported
+        raise ConversionError(f"{weights_path}: not a readable safetensors file ({error})") from None
+    converted = map_hf_tensors(tensors, config, weights_path)
 
     save_checkpoint_atomic([{"name": name, "data": ms.Tensor(array)} for name, array in converted.items()],
                            output_path)

@@ -41,6 +41,7 @@ import time
 
 import numpy as np
 
+from src.config import parse_bool
 from src.errors import UserError, exit_on_user_error
 from src.tokenization import FullTokenizer, is_cjk
 
@@ -50,6 +51,12 @@ PROGRESS_INTERVAL = 5.0
 DOCUMENTS_PER_TASK = 64
 # Tries to draw a random document other than the current one (Google's value).
 RANDOM_DOCUMENT_TRIES = 10
+# Google BERT's proportions: half the B segments from another document; of the
+# tokens chosen for prediction, 80% become [MASK], and of the rest half a random
+# token and half stay unchanged (10% / 10% overall).
+RANDOM_NEXT_PROB = 0.5
+MASK_TOKEN_PROB = 0.8
+RANDOM_TOKEN_SHARE_OF_REST = 0.5
 # Smallest sequence: [CLS] a [SEP] b [SEP].
 MIN_SEQ_LENGTH = 5
 # MindRecord pads each file to whole pages (32 MiB by default); small pages keep
@@ -63,10 +70,10 @@ class DataError(UserError):
 
 
 def str_to_bool(text):
-    lowered = text.lower()
-    if lowered not in ("true", "false"):
+    value = parse_bool(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return lowered == "true"
+    return value
 
 
 def parse_args(argv):
@@ -244,7 +251,7 @@ def create_instances(documents, document_index, options, rng):
         if i == len(document) - 1 or chunk_length >= target_length:
             a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
             segment_a = join_segments(chunk[:a_end])
-            is_random_next = len(chunk) == 1 or rng.random() < 0.5
+            is_random_next = len(chunk) == 1 or rng.random() < RANDOM_NEXT_PROB
             if is_random_next:
                 segment_b = random_continuation(documents, document_index, target_length - len(segment_a[0]), rng)
                 i -= len(chunk) - a_end  # the unused sentences are used again
@@ -321,9 +328,9 @@ def masked_instance(segment_a, segment_b, is_random_next, options, rng):
             continue  # a whole word does not fit: try a shorter one
         for position in word:
             labels[position] = ids[position]
-            if rng.random() < 0.8:
+            if rng.random() < MASK_TOKEN_PROB:
                 ids[position] = options.mask_id
-            elif rng.random() < 0.5:
+            elif rng.random() < RANDOM_TOKEN_SHARE_OF_REST:
                 pass  # keep the original token
             else:
                 ids[position] = rng.randint(0, options.vocab_size - 1)

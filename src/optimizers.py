@@ -222,6 +222,9 @@ def build_optimizer(cfg, params, decay_steps, device_target):
     settings = getattr(cfg, name)
     if name == "Momentum":
         return nn.Momentum(params, learning_rate=settings.learning_rate, momentum=settings.momentum)
+    if settings.warmup_steps > decay_steps:
+        raise ValueError(f"{name}.warmup_steps ({settings.warmup_steps}) exceeds the {decay_steps} training steps: "
+                         f"the learning rate would never leave warmup; set --{name}.warmup_steps")
     learning_rate = BertLearningRate(settings.learning_rate, settings.end_learning_rate,
                                      settings.warmup_steps, decay_steps, settings.power)
     groups = parameter_groups(params, settings.weight_decay)

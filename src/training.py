@@ -26,7 +26,7 @@ import time
 import mindspore as ms
 import numpy as np
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint import read_checkpoint, save_checkpoint_atomic
 from src.errors import UserError
 
 CHECKPOINT_PREFIX = "checkpoint_bert"
@@ -34,6 +34,9 @@ METRICS_FILE = "metrics.jsonl"
 # Keys stored next to the parameters in a training checkpoint.
 # ("global_step" itself is taken: the optimizer's own step counter.)
 STATE_KEYS = ("trained_steps", "micro_batches_done")
+DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
+# Names of the encoder's parameters in every task model (heads have other prefixes).
+ENCODER_PREFIX = "bert."
 # The dynamic loss scale never goes below this (MindSpore's update cell floor).
 MIN_LOSS_SCALE = 1.0
 
@@ -61,14 +64,20 @@ class TrainingPlan:
 def checkpoint_paths(checkpoint_dir):
     """Training checkpoints in `checkpoint_dir`, oldest first (by step)."""
     paths = glob.glob(os.path.join(checkpoint_dir, f"{CHECKPOINT_PREFIX}_step_*.ckpt"))
-    return sorted(paths, key=lambda path: int(path.rsplit("_", 1)[1].split(".")[0]))
+    return sorted(paths, key=checkpoint_step)
+
+
+def checkpoint_step(path):
+    return int(path.rsplit("_", 1)[1].split(".")[0])
 
 
 def save_training_checkpoint(train_cell, plan, global_step, micro_batches_done):
+    """Write the step's checkpoint, then delete all but the newest `save_checkpoint_num` up to this step."""
     path = os.path.join(plan.checkpoint_dir, f"{CHECKPOINT_PREFIX}_step_{global_step}.ckpt")
     save_checkpoint_atomic(train_cell, path, append_dict={"trained_steps": global_step,
                                                           "micro_batches_done": micro_batches_done})
-    for old in checkpoint_paths(plan.checkpoint_dir)[:-plan.save_checkpoint_num]:
+    earlier = [p for p in checkpoint_paths(plan.checkpoint_dir) if checkpoint_step(p) <= global_step]
+    for old in earlier[:-plan.save_checkpoint_num]:
         os.remove(old)
     return path
 
@@ -87,14 +96,23 @@ def format_duration(seconds):
 
 
 class _Log:
-    """Step lines on stdout and JSON records in metrics.jsonl (main rank)."""
+    """Step lines on stdout and JSON records in metrics.jsonl (main rank).
 
-    def __init__(self, plan):
+    A fresh run starts the file anew; a resumed run keeps the records up to its
+    starting step (dropping those of the interrupted run after it).
+    """
+
+    def __init__(self, plan, start_step):
         self.plan = plan
         self.metrics = None
         if plan.output_dir and plan.is_main_rank:
-            os.makedirs(plan.output_dir, exist_ok=True)
-            self.metrics = open(os.path.join(plan.output_dir, METRICS_FILE), "a", encoding="utf-8")
+            path = os.path.join(plan.output_dir, METRICS_FILE)
+            kept = []
+            if start_step and os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
+            self.metrics = open(path, "w", encoding="utf-8")
+            self.metrics.writelines(kept)
 
     def step(self, record):
         fraction, epoch = math.modf(record["step"] / self.plan.steps_per_epoch)
@@ -130,7 +148,7 @@ def train(train_cell, dataset, plan, start=None):
         next(batches)
 
     train_cell.set_train(True)
-    log, last_checkpoint = _Log(plan), None
+    log, last_checkpoint = _Log(plan, global_step), None
     overflows_at_floor = 0
     window_start, window_steps = time.time(), 0
     try:
@@ -150,12 +168,14 @@ def train(train_cell, dataset, plan, start=None):
                 elapsed = time.time() - window_start
                 rate = window_steps * plan.micro_batches_per_step * plan.samples_per_micro_batch / elapsed
                 seconds_per_step = elapsed / window_steps
+                # The schedule follows the optimizer's own counter, which skipped steps do not advance.
+                optimizer_step = int(train_cell.optimizer.global_step.asnumpy().reshape(-1)[0]) - 1
                 log.step({"step": global_step, "loss": float(loss.asnumpy()), "overflow": overflow,
-                          "loss_scale": scale, "lr": learning_rate(train_cell.optimizer, global_step - 1),
+                          "loss_scale": scale, "lr": learning_rate(train_cell.optimizer, max(optimizer_step, 0)),
                           "samples_per_s": rate, "eta_s": seconds_per_step * (plan.total_steps - global_step),
                           "time": time.time()})
                 window_start, window_steps = time.time(), 0
-            if plan.checkpoint_dir and plan.is_main_rank and not overflow and (
+            if plan.checkpoint_dir and plan.is_main_rank and (
                     (plan.save_checkpoint_steps and global_step % plan.save_checkpoint_steps == 0)
                     or global_step == plan.total_steps):
                 last_checkpoint = save_training_checkpoint(train_cell, plan, global_step, micro_done)
@@ -173,11 +193,20 @@ def epoch_batches(dataset, epochs):
 
 def read_training_state(path):
     """(parameter dict, start dict or None) of a checkpoint; start is None for weights-only files."""
-    params = ms.load_checkpoint(path)
+    params = read_checkpoint(path)
     if not all(key in params for key in STATE_KEYS):
         return params, None
     start = {key: int(params.pop(key).asnumpy()) for key in STATE_KEYS}
     return params, start
+
+
+def check_no_foreign_checkpoints(checkpoint_dir, load_checkpoint_path):
+    """A fresh run must not mix its checkpoints with another run's (rotation would delete them)."""
+    existing = checkpoint_paths(checkpoint_dir)
+    if existing and not load_checkpoint_path:
+        raise TrainingError(f"save_checkpoint_path {checkpoint_dir} already holds checkpoints "
+                            f"({os.path.basename(existing[-1])}); resume with --load_checkpoint_path or choose "
+                            "another --output_dir / --save_checkpoint_path")
 
 
 def check_writable(directory, what):
@@ -201,6 +230,8 @@ def init_device(cfg):
     mode = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}.get(cfg.mode)
     if mode is None:
         raise TrainingError(f"mode: expected GRAPH or PYNATIVE, got {cfg.mode!r}")
+    if cfg.device_target not in DEVICE_TARGETS:
+        raise TrainingError(f"device_target: expected one of {', '.join(DEVICE_TARGETS)}, got {cfg.device_target!r}")
     ms.set_context(mode=mode, device_target=cfg.device_target)
     if not cfg.distribute:
         if cfg.device_target != "CPU":
@@ -236,8 +267,22 @@ def build_train_cell(network, optimizer, cfg):
 
 def restore(train_cell, network, path):
     """Load `path` into the run: a training checkpoint resumes everything (returns its
-    start position); a weights-only checkpoint initialises `network` (returns None)."""
+    start position); a weights-only checkpoint initialises `network` (returns None).
+
+    A weights-only checkpoint must hold the whole encoder (`bert.*`); heads it
+    lacks (e.g. converted from a Hugging Face BertModel) keep their random
+    initialisation, and a line says so.
+    """
     from src.checkpoint import load_params_into
     params, start = read_training_state(path)
-    load_params_into(train_cell if start else network, params, path)
-    return start
+    if start:
+        load_params_into(train_cell, params, path)
+        return start
+    missing_heads = [p.name for p in network.get_parameters()
+                     if p.name not in params and not p.name.startswith(ENCODER_PREFIX)]
+    if missing_heads:
+        print(f"note: {path} has no {', '.join(sorted({n.split('.')[0] for n in missing_heads}))} weights; "
+              "they start from random initialisation")
+        params = {**params, **{p.name: p for p in network.get_parameters() if p.name in missing_heads}}
+    load_params_into(network, params, path)
+    return None

@@ -188,7 +188,7 @@ def test_atomic_save_keeps_the_last_good_checkpoint_on_failure(tmp_path, monkeyp
     good = [{"name": "w", "data": ms.Tensor(np.ones(3, np.float32))}]
     save_checkpoint_atomic(good, path)
 
-    def crash(params, file_name):
+    def crash(params, file_name, append_dict=None):
         with open(file_name, "wb") as f:
             f.write(b"partial")
         raise OSError("disk full")

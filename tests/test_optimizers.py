@@ -30,9 +30,9 @@ PARAM_SHAPES = {"dense.weight": (3, 4), "dense.bias": (4,), "layernorm.gamma": (
 OPTIMIZER_CONFIG = {
     "optimizer": "Lamb",
     "Lamb": {"learning_rate": 3.0e-4, "end_learning_rate": 0.0, "power": 2.0,
-             "warmup_steps": 10000, "weight_decay": 0.01, "eps": 1.0e-8},
+             "warmup_steps": 100, "weight_decay": 0.01, "eps": 1.0e-8},
     "AdamWeightDecay": {"learning_rate": 3.0e-5, "end_learning_rate": 0.0, "power": 5.0,
-                        "warmup_steps": 10000, "weight_decay": 1.0e-5, "eps": 1.0e-6},
+                        "warmup_steps": 100, "weight_decay": 1.0e-5, "eps": 1.0e-6},
     "Momentum": {"learning_rate": 2.0e-5, "momentum": 0.9},
 }
 
@@ -280,7 +280,7 @@ def test_build_optimizer_groups_by_name_and_schedules_learning_rate(name):
 
 
 def test_build_optimizer_with_only_decayed_parameters():
-    optimizer = build_optimizer(optimizer_config("Lamb"), named_parameters(["a.weight", "b.weight"]), 10, "CPU")
+    optimizer = build_optimizer(optimizer_config("Lamb"), named_parameters(["a.weight", "b.weight"]), 1000, "CPU")
     assert optimizer.group_weight_decay == [0.01, 0.01]
 
 
@@ -310,3 +310,8 @@ def test_built_adam_weight_decay_matches_numpy():
                                            {"dense.weight": WEIGHT_DECAY, "dense.bias": 0.0,
                                             "layernorm.gamma": 0.0})
     assert_close(train(net, optimizer, gradients), expected)
+
+
+def test_warmup_longer_than_the_run_is_refused():
+    with pytest.raises(ValueError, match=r"^Lamb.warmup_steps \(100\) exceeds the 50 training steps"):
+        build_optimizer(optimizer_config("Lamb"), named_parameters(["dense.weight"]), 50, "CPU")

@@ -32,7 +32,7 @@ def data_dir(tmp_path_factory):
 def tiny_args(data_dir, output_dir, *extra):
     return [f"--data_dir={data_dir}", "--bert_network=tiny", f"--model.vocab_size={VOCAB}",
             f"--model.seq_length={SEQ}", "--batch_size=8", f"--output_dir={output_dir}", "--log_every_steps=1",
-            *extra]
+            "--Lamb.warmup_steps=1", *extra]
 
 
 def metrics(output_dir):
@@ -82,19 +82,24 @@ def test_pretrain_eval_matches_a_host_side_computation(data_dir, tmp_path):
     net = BertPreTraining(tiny_config(vocab_size=VOCAB, seq_length=SEQ, type_vocab_size=16,
                                       max_position_embeddings=512), is_training=False)
     load_params_into(net, ms.load_checkpoint(checkpoint), checkpoint, ignore_unexpected=True)
-    correct = weight = nll = nsp_correct = sequences = 0.0
+    correct = weight = nll = nsp_correct = sequences = replaced_correct = replaced = 0.0
     dataset = create_bert_dataset(data_dir=data_dir, batch_size=1, do_shuffle=False)
     for row in dataset.create_dict_iterator(output_numpy=True, num_epochs=1):
         mlm, nsp = [o.asnumpy() for o in net(*[ms.Tensor(row[c]) for c in
                                                  ("input_ids", "input_mask", "segment_ids", "masked_lm_positions")])]
         labels, weights = row["masked_lm_ids"].ravel(), row["masked_lm_weights"].ravel()
         correct += (weights * (mlm.argmax(-1) == labels)).sum()
+        was_replaced = weights * (row["input_ids"][0, row["masked_lm_positions"][0]] != labels)
+        replaced_correct += (was_replaced * (mlm.argmax(-1) == labels)).sum()
+        replaced += was_replaced.sum()
         nll -= (weights * mlm[np.arange(len(labels)), labels]).sum()
         weight += weights.sum()
         nsp_correct += (nsp.argmax(-1) == row["next_sentence_labels"].ravel()).sum()
         sequences += 1
     assert results["sequences"] == sequences and results["masked_tokens"] == weight
     assert results["mlm_accuracy"] == pytest.approx(correct / weight, abs=1e-6)
+    assert results["mlm_accuracy_replaced"] == pytest.approx(replaced_correct / replaced, abs=1e-6)
+    assert 0.8 < replaced / weight < 0.97  # 90% of masked positions are replaced
     assert results["mlm_loss"] == pytest.approx(nll / weight, rel=1e-5)
     assert results["nsp_accuracy"] == pytest.approx(nsp_correct / sequences, abs=1e-6)
     assert json.loads((tmp_path / "eval" / "eval_results.json").read_text()) == results
@@ -127,3 +132,23 @@ def test_checkpoint_of_another_architecture_is_refused(data_dir, tmp_path, capsy
     checkpoint = run_pretrain.main(tiny_args(data_dir, tmp_path / "a", "--train_steps=1"))
     expect_error(capsys, tiny_args(data_dir, tmp_path / "b", "--model.num_hidden_layers=1",
                                    f"--load_checkpoint_path={checkpoint}"), "does not match the network: unexpected")
+
+
+def test_a_fresh_run_does_not_mix_its_checkpoints_with_another_runs(data_dir, tmp_path, capsys):
+    run_pretrain.main(tiny_args(data_dir, tmp_path, "--train_steps=2"))
+    expect_error(capsys, tiny_args(data_dir, tmp_path, "--train_steps=1"),
+                 "already holds checkpoints (checkpoint_bert_step_2.ckpt); resume with --load_checkpoint_path")
+
+
+def test_encoder_only_weights_initialise_a_run(data_dir, tmp_path, capsys):
+    """As from the Hugging Face converter without heads: the encoder is loaded, the heads start fresh."""
+    checkpoint = run_pretrain.main(tiny_args(data_dir, tmp_path / "a", "--train_steps=1"))
+    encoder = {name: value for name, value in ms.load_checkpoint(checkpoint).items() if name.startswith("bert.")}
+    encoder_path = str(tmp_path / "encoder.ckpt")
+    ms.save_checkpoint([{"name": name, "data": value} for name, value in encoder.items()], encoder_path)
+    final = run_pretrain.main(tiny_args(data_dir, tmp_path / "b", "--train_steps=1", "--Lamb.learning_rate=1e-12",
+                                        f"--load_checkpoint_path={encoder_path}"))
+    assert "has no mlm_head, nsp_head weights; they start from random initialisation" in capsys.readouterr().out
+    trained = ms.load_checkpoint(final)
+    name = "bert.bert_encoder.layers.0.output.dense.weight"
+    np.testing.assert_allclose(trained[name].asnumpy(), encoder[name].asnumpy(), atol=1e-6)

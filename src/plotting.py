@@ -1,0 +1,40 @@
+"""PNG plots of training runs: what people would rather see than read."""
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+FIGURE_DPI = 120
+
+
+def read_metrics(metrics_path):
+    with open(metrics_path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_training(metrics_path, png_path, title, eval_results=None):
+    """Loss per step from `metrics.jsonl`; with `eval_results` (pretrain_eval's dict) a second
+    panel compares masked-LM accuracy with the majority baseline, and NSP accuracy with chance."""
+    records = read_metrics(metrics_path)
+    panels = 2 if eval_results else 1
+    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    loss_axis = axes[0][0]
+    loss_axis.plot([r["step"] for r in records], [r["loss"] for r in records], linewidth=1)
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("training loss (masked LM + NSP)")
+    loss_axis.set_title(title)
+    loss_axis.grid(alpha=0.3)
+    if eval_results:
+        names = ["MLM accuracy", "MLM majority\nbaseline", "NSP accuracy", "NSP chance"]
+        values = [eval_results["mlm_accuracy"], eval_results["mlm_majority_accuracy"],
+                  eval_results["nsp_accuracy"], 0.5]
+        bars = axes[0][1].bar(names, values, color=["tab:blue", "tab:gray", "tab:green", "tab:gray"])
+        axes[0][1].bar_label(bars, fmt="%.3f")
+        axes[0][1].set_ylim(0, 1)
+        axes[0][1].set_title("held-out evaluation")
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=FIGURE_DPI)
+    plt.close(figure)
