@@ -7,7 +7,9 @@ one JSON object, also written to <output_dir>/eval_results.json.
 The masked-LM figures are weighted by `masked_lm_weights` (padded prediction
 slots do not count). `mlm_majority_accuracy` is the accuracy of always
 predicting the most frequent masked token of the evaluation set: the floor a
-model must beat to have learned anything beyond token frequencies.
+model must beat to have learned anything beyond token frequencies;
+`nsp_majority_accuracy` is the same floor for next-sentence prediction (the
+random-B share is above one half with Google's recipe).
 `mlm_accuracy_replaced` counts only the masked positions whose input token was
 replaced ([MASK] or a random token, 90% of them): there the answer must come
 from the context, while the other 10% can be copied from the input.
@@ -68,13 +70,14 @@ class PretrainingMetrics(nn.Cell):
 def evaluate(metrics_net, dataset):
     """Run over `dataset`; returns the metrics dict."""
     sums = np.zeros(6)
-    label_counts, sequences = {}, 0
+    label_counts, sequences, random_next = {}, 0, 0
     for batch in dataset.create_tuple_iterator(num_epochs=1):
         sums += [float(value.asnumpy()) for value in metrics_net(*batch)]
         labels, weights = batch[5].asnumpy().ravel(), batch[6].asnumpy().ravel()
         for label in labels[weights > 0]:
             label_counts[label] = label_counts.get(label, 0) + 1
         sequences += batch[0].shape[0]
+        random_next += int(batch[3].asnumpy().sum())
     correct, weight, nll, nsp_correct, replaced_correct, replaced = sums
     if weight == 0:
         raise DatasetError("data_dir: the evaluation data has no masked positions")
@@ -83,7 +86,8 @@ def evaluate(metrics_net, dataset):
             "mlm_accuracy": correct / weight, "mlm_accuracy_replaced": replaced_correct / max(replaced, 1.0),
             "mlm_loss": mlm_loss, "mlm_perplexity": math.exp(mlm_loss),
             "mlm_majority_accuracy": max(label_counts.values()) / weight,
-            "nsp_accuracy": nsp_correct / sequences}
+            "nsp_accuracy": nsp_correct / sequences,
+            "nsp_majority_accuracy": max(random_next, sequences - random_next) / sequences}
 
 
 @exit_on_user_error

@@ -43,7 +43,7 @@ TRAIN_DUPE_FACTOR = 5
 EVAL_DUPE_FACTOR = 2
 TRAIN_STEPS = 2500
 TRAINING_FLAGS = ["--bert_network=tiny", f"--model.seq_length={SEQ_LENGTH}", "--batch_size=32",
-                  f"--train_steps={TRAIN_STEPS}", "--log_every_steps=100", "--save_checkpoint_steps=500",
+                  f"--train_steps={TRAIN_STEPS}", "--log_every_steps=25", "--save_checkpoint_steps=500",
                   "--optimizer=AdamWeightDecay", "--AdamWeightDecay.learning_rate=1e-3",
                   "--AdamWeightDecay.warmup_steps=250", "--AdamWeightDecay.power=1.0",
                   "--AdamWeightDecay.weight_decay=0.01"]
@@ -112,7 +112,7 @@ quick start ({args.bert_network}) finished in {time.time() - started:.0f} s
   held-out MLM loss  {results['mlm_loss']:.3f} (perplexity {results['mlm_perplexity']:.1f})
   MLM accuracy       {results['mlm_accuracy']:.3f}  (always predicting the most frequent masked token: {results['mlm_majority_accuracy']:.3f})
     at replaced tokens {results['mlm_accuracy_replaced']:.3f}  ([MASK] or random: the answer must come from the context)
-  NSP accuracy       {results['nsp_accuracy']:.3f}  (chance: 0.5)
+  NSP accuracy       {results['nsp_accuracy']:.3f}  (always predicting the more frequent label: {results['nsp_majority_accuracy']:.3f})
   speed              {sum(rates) / len(rates):.1f} samples/s
   checkpoint         {checkpoint}
   plot               {plot_path}""")

@@ -82,7 +82,7 @@ def test_pretrain_eval_matches_a_host_side_computation(data_dir, tmp_path):
     net = BertPreTraining(tiny_config(vocab_size=VOCAB, seq_length=SEQ, type_vocab_size=16,
                                       max_position_embeddings=512), is_training=False)
     load_params_into(net, ms.load_checkpoint(checkpoint), checkpoint, ignore_unexpected=True)
-    correct = weight = nll = nsp_correct = sequences = replaced_correct = replaced = 0.0
+    correct = weight = nll = nsp_correct = sequences = replaced_correct = replaced = random_next = 0.0
     dataset = create_bert_dataset(data_dir=data_dir, batch_size=1, do_shuffle=False)
     for row in dataset.create_dict_iterator(output_numpy=True, num_epochs=1):
         mlm, nsp = [o.asnumpy() for o in net(*[ms.Tensor(row[c]) for c in
@@ -95,6 +95,7 @@ def test_pretrain_eval_matches_a_host_side_computation(data_dir, tmp_path):
         nll -= (weights * mlm[np.arange(len(labels)), labels]).sum()
         weight += weights.sum()
         nsp_correct += (nsp.argmax(-1) == row["next_sentence_labels"].ravel()).sum()
+        random_next += row["next_sentence_labels"].sum()
         sequences += 1
     assert results["sequences"] == sequences and results["masked_tokens"] == weight
     assert results["mlm_accuracy"] == pytest.approx(correct / weight, abs=1e-6)
@@ -102,6 +103,7 @@ def test_pretrain_eval_matches_a_host_side_computation(data_dir, tmp_path):
     assert 0.8 < replaced / weight < 0.97  # 90% of masked positions are replaced
     assert results["mlm_loss"] == pytest.approx(nll / weight, rel=1e-5)
     assert results["nsp_accuracy"] == pytest.approx(nsp_correct / sequences, abs=1e-6)
+    assert results["nsp_majority_accuracy"] == pytest.approx(max(random_next, sequences - random_next) / sequences)
     assert json.loads((tmp_path / "eval" / "eval_results.json").read_text()) == results
 
 
