@@ -13,6 +13,7 @@ import mindspore as ms
 import mindspore.dataset as ds
 
 from src.bert_for_pre_training import BertNetworkWithLoss
+from src.checkpoint import weights_fingerprint
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import create_bert_dataset
 from src.errors import exit_on_user_error
@@ -86,7 +87,8 @@ def main(argv=None):
     metrics_path = os.path.join(cfg.output_dir, METRICS_FILE)
     if rank == 0 and os.path.exists(metrics_path):
         plot_training(metrics_path, os.path.join(cfg.output_dir, LOSS_PLOT), f"{cfg.bert_network} pretraining")
-    print(f"finished at step {steps}" + (f"; checkpoint {checkpoint}" if checkpoint else ""))
+    print(f"rank {rank}: finished at step {steps}; weights fingerprint: {weights_fingerprint(network)}"
+          + (f"; checkpoint {checkpoint}" if checkpoint else ""))
     return checkpoint
 
 

@@ -6,6 +6,7 @@ saving can leave a truncated file where the last good checkpoint was; and
 functions here close those gaps.
 """
 
+import hashlib
 import os
 import tempfile
 
@@ -64,6 +65,16 @@ def write_text_atomic(text, path):
 # The model zoo's NEZHA keeps an absolute-position table that it never uses;
 # ours has none, so the zoo's copy is dropped on load.
 ZOO_UNUSED_PARAMETER = "bert_embedding_postprocessor.full_position_embedding.embedding_table"
+
+
+def weights_fingerprint(net):
+    """A short hash of every parameter's bytes, in name order: equal iff the weights are bitwise equal
+    (compares the ranks of a data-parallel run without writing a checkpoint per rank)."""
+    digest = hashlib.sha256()
+    for param in sorted(net.get_parameters(), key=lambda p: p.name):
+        digest.update(param.name.encode())
+        digest.update(param.asnumpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def load_checkpoint_into(net, path, prefix=""):

@@ -1,0 +1,101 @@
+"""Two msrun workers on CPU train exactly like one process on the same global batch."""
+
+import os
+import re
+import subprocess
+import time
+
+import mindspore as ms
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import run_pretrain
+
+SEQ, PREDICTIONS, VOCAB, ROWS_PER_FILE = 16, 3, 50, 16
+RUN_TIMEOUT_S = 300
+SCRIPT = "scripts/run_distributed_pretrain_cpu.sh"
+
+
+def write_pretraining_file(path, seed):
+    """Rows with exactly PREDICTIONS masked positions each (all weights 1), so that every
+    device's masked-LM mean has the same denominator as the single process's."""
+    rng = np.random.RandomState(seed)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for _ in range(ROWS_PER_FILE):
+            positions = np.sort(rng.choice(np.arange(1, SEQ - 1), PREDICTIONS, replace=False))
+            values = {"input_ids": rng.randint(1, VOCAB, SEQ), "input_mask": np.ones(SEQ, int),
+                      "segment_ids": (np.arange(SEQ) >= SEQ // 2).astype(int),
+                      "next_sentence_labels": [rng.randint(2)], "masked_lm_positions": positions,
+                      "masked_lm_ids": rng.randint(1, VOCAB, PREDICTIONS)}
+            feature = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=list(map(int, v))))
+                       for k, v in values.items()}
+            feature["masked_lm_weights"] = tf.train.Feature(float_list=tf.train.FloatList(value=[1.0] * PREDICTIONS))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+def common_args(data_dir, output_dir):
+    return [f"--data_dir={data_dir}", "--bert_network=tiny", f"--model.vocab_size={VOCAB}", f"--model.seq_length={SEQ}",
+            "--model.hidden_dropout_prob=0.0", "--model.attention_probs_dropout_prob=0.0", "--do_shuffle=false",
+            # Plain momentum SGD without clipping: the update is proportional to the gradient,
+            # so a sum instead of a mean across ranks would show (Adam would hide it).
+            "--train_steps=3", "--optimizer=Momentum", "--Momentum.learning_rate=0.1", "--gradient_clip_norm=1000.0",
+            f"--output_dir={output_dir}", "--save_checkpoint_steps=3"]
+
+
+def wait_for(path, pattern, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path) and re.search(pattern, open(path, encoding="utf-8").read()):
+            return open(path, encoding="utf-8").read()
+        time.sleep(1)
+    raise AssertionError(f"{path}: no {pattern!r} after {timeout} s")
+
+
+# (NODE_NUM, WORKER_NUM per node): two workers on one node, or two "nodes" of one
+# worker each on this machine, meeting at a master on 127.0.0.1.
+LAYOUTS = {"one_node": (1, 2), "two_nodes": (2, 1)}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout):
+    node_num, workers_per_node = LAYOUTS[layout]
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_pretraining_file(data_dir / "part-0.tfrecord", seed=0)
+    write_pretraining_file(data_dir / "part-1.tfrecord", seed=1)
+
+    # One process, global batch 8: rows interleave across the two files, so each
+    # batch holds the same rows as the two workers' batches of 4 (one file each).
+    single = run_pretrain.main(common_args(data_dir, tmp_path / "single") + ["--batch_size=8"])
+
+    run_dirs = [tmp_path / f"node{node}" for node in range(node_num)]
+    for node, run_dir in enumerate(run_dirs):
+        result = subprocess.run(["bash", SCRIPT, str(workers_per_node), "1", str(data_dir),
+                                 *common_args(data_dir, run_dir)[1:], "--batch_size=4"], capture_output=True,
+                                text=True, env={**os.environ, "RUN_DIR": str(run_dir), "MASTER_PORT": "8137",
+                                                "NODE_NUM": str(node_num), "NODE_RANK": str(node)})
+        assert result.returncode == 0, result.stderr
+    worker_logs = [run_dir / "logs" / f"worker_{rank}.log" for run_dir in run_dirs for rank in range(2)]
+    deadline = time.time() + RUN_TIMEOUT_S
+    while time.time() < deadline and sum(log.exists() for log in worker_logs) < 2:
+        time.sleep(1)
+    logs = [wait_for(log, r"weights fingerprint: \S+", RUN_TIMEOUT_S) for log in worker_logs if log.exists()]
+    assert len(logs) == 2
+    fingerprints = [re.search(r"weights fingerprint: ([0-9a-f]+)", log).group(1) for log in logs]
+    assert fingerprints[0] == fingerprints[1]  # every rank ends with the same weights
+
+    expected = ms.load_checkpoint(single)
+    actual = ms.load_checkpoint(str(run_dirs[0] / "checkpoints" / "checkpoint_bert_step_3.ckpt"))
+    for name in [n for n in expected if not n.startswith(("global_step", "loss_scale", "current_", "last_"))]:
+        np.testing.assert_allclose(actual[name].asnumpy(), expected[name].asnumpy(), atol=1e-5, err_msg=name)
+    assert sum("checkpoint_bert_step" in log for log in logs) == 1  # only rank 0 saves
+
+
+@pytest.mark.parametrize("args, message", [
+    (("0", "1", "/tmp"), "WORKER_NUM must be a positive integer, got '0'"),
+    (("2", "1", "/no/such/dir"), "DATA_DIR '/no/such/dir' is not a directory"),
+])
+def test_bad_arguments_print_usage(args, message):
+    result = subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr and "usage:" in result.stderr
