@@ -1,6 +1,10 @@
 """run_pretrain.py and pretrain_eval.py end to end on a tiny model: learning, exact resume, bad input."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import mindspore as ms
 import numpy as np
@@ -12,11 +16,13 @@ from src.bert_for_pre_training import BertPreTraining
 from src.checkpoint import load_params_into
 from src.create_pretraining_data import main as generate_main
 from src.dataset import create_bert_dataset
+from src.training import checkpoint_paths, checkpoint_step
 from tests.helpers import tiny_config
 from tests.test_create_pretraining_data import UNCASED, write_corpus
 
 SEQ = 32
 VOCAB = 30522  # the uncased vocabulary the data is made with
+KILL_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +160,25 @@ def test_encoder_only_weights_initialise_a_run(data_dir, tmp_path, capsys):
     trained = ms.load_checkpoint(final)
     name = "bert.bert_encoder.layers.0.output.dense.weight"
     np.testing.assert_allclose(trained[name].asnumpy(), encoder[name].asnumpy(), atol=1e-6)
+
+
+def test_a_run_killed_mid_training_resumes_from_its_newest_checkpoint(data_dir, tmp_path):
+    """kill -9 at an arbitrary moment (possibly mid-save): the newest checkpoint loads, and the
+    resumed run repeats the uninterrupted run's losses exactly (dropout off)."""
+    args = ["--model.hidden_dropout_prob=0.0", "--model.attention_probs_dropout_prob=0.0", "--train_steps=12",
+            "--save_checkpoint_steps=1", "--save_checkpoint_num=2"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run_pretrain.main(tiny_args(data_dir, whole, *args))
+    process = subprocess.Popen([sys.executable, run_pretrain.__file__, *tiny_args(data_dir, killed, *args)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + KILL_TIMEOUT_S
+    while time.time() < deadline and not checkpoint_paths(str(killed / "checkpoints")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    newest = checkpoint_paths(str(killed / "checkpoints"))[-1]
+    step = checkpoint_step(newest)
+    assert 1 <= step <= 12
+    run_pretrain.main(tiny_args(data_dir, killed, *args, f"--load_checkpoint_path={newest}"))
+    assert [(r["step"], r["loss"]) for r in metrics(killed)] == [(r["step"], r["loss"]) for r in metrics(whole)]
