@@ -14,6 +14,9 @@ import run_pretrain
 
 SEQ, PREDICTIONS, VOCAB, ROWS_PER_FILE = 16, 3, 50, 16
 RUN_TIMEOUT_S = 300
+# When a worker dies, msrun's scheduler notices the lost heartbeat and stops the
+# others: 35 s measured; this is the bound the README states.
+DEAD_WORKER_BOUND_S = 90
 SCRIPT = "scripts/run_distributed_pretrain_cpu.sh"
 
 
@@ -99,3 +102,50 @@ def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout)
 def test_bad_arguments_print_usage(args, message):
     result = subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and "usage:" in result.stderr
+
+
+def worker_pid(rank, parent_pid):
+    """The msrun worker process of `rank` (found by the RANK_ID/MS_ROLE msrun gives it)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK_ID={rank}".encode() in environ and b"MS_ROLE=MS_WORKER" in environ and \
+                str(parent_pid) == open(f"/proc/{entry}/stat").read().split()[3]:
+            return int(entry)
+    return None
+
+
+def alive(pid):
+    """Running (not gone, not a zombie)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_dead_worker_stops_the_whole_run(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_pretraining_file(data_dir / "part-0.tfrecord", seed=0)
+    write_pretraining_file(data_dir / "part-1.tfrecord", seed=1)
+    run_dir = tmp_path / "run"
+    args = common_args(data_dir, run_dir)[1:] + ["--batch_size=2", "--train_steps=100000", "--epoch_size=10000",
+                                                 "--enable_save_ckpt=false", "--log_every_steps=1"]
+    result = subprocess.run(["bash", SCRIPT, "2", "1", str(data_dir), *args], capture_output=True, text=True,
+                            env={**os.environ, "RUN_DIR": str(run_dir), "MASTER_PORT": "8139"})
+    msrun_pid = int(re.search(r"msrun pid (\d+)", result.stdout).group(1))
+    for rank in range(2):
+        wait_for(run_dir / "logs" / f"worker_{rank}.log", r"step: 2,", RUN_TIMEOUT_S)
+    victim = worker_pid(1, msrun_pid)
+    survivor = worker_pid(0, msrun_pid)
+    assert victim and survivor
+    os.kill(victim, 9)
+    deadline = time.time() + DEAD_WORKER_BOUND_S
+    while time.time() < deadline and (alive(msrun_pid) or alive(survivor)):
+        time.sleep(1)
+    assert not alive(survivor) and not alive(msrun_pid), f"still running {DEAD_WORKER_BOUND_S} s after the kill"
+    assert "Distributed job exited with exception" in (run_dir / "msrun.log").read_text()

@@ -1,0 +1,403 @@
+"""Write the shell script that starts one pretraining process per Ascend device of this server.
+
+    python scripts/ascend_distributed_launcher/get_distribute_pretrain_cmd.py \
+        --data_dir=DIR --hccl_config_dir=RANK_TABLE.json [--server_id=IP] [--dry_run=true] ...
+
+The rank table (HCCL's JSON, version 1.0; `hccl_tools.py` writes one for a
+single server) lists every server and device of the job. This script picks the
+server it runs on, and for each of its devices, in rank order, emits a block
+that creates LOG<rank>/, exports the variables HCCL and run_pretrain.py read
+(RANK_TABLE_FILE, RANK_ID, DEVICE_ID, RANK_SIZE, DEVICE_NUM,
+HCCL_CONNECT_TIMEOUT) and starts run_pretrain.py in the background, pinned to
+its share of the CPU cores, logging to LOG<rank>/pretraining_log.txt. The
+`[config]` section of the hyper-parameter file becomes `--key=value` flags.
+Run the same command on every server of the table.
+"""
+
+import argparse
+import configparser
+import ipaddress
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+LAUNCHER_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(LAUNCHER_DIR))
+sys.path.insert(0, REPO)
+from src.config import ConfigError, parse_bool, read_yaml, set_override  # noqa: E402
+from src.errors import UserError, exit_on_user_error  # noqa: E402
+
+DEFAULT_RUN_SCRIPT = os.path.join(REPO, "run_pretrain.py")
+DEFAULT_HYPER_PARAMETERS = os.path.join(LAUNCHER_DIR, "hyper_parameter_config.ini")
+PRETRAIN_CONFIG = os.path.join(REPO, "pretrain_config.yaml")
+DEFAULT_HCCN_CONF = "/etc/hccn.conf"
+DEFAULT_CMD_FILE = "distributed_cmd.sh"
+DEFAULT_HCCL_TIME_OUT_S = 600
+RANK_TABLE_VERSION = "1.0"
+HYPER_PARAMETER_SECTION = "config"
+LOG_FILE = "pretraining_log.txt"
+# Flags the launcher itself gives every process; the hyper-parameter file may not set them.
+LAUNCHER_FLAGS = ("distribute", "device_target", "device_id", "device_num", "data_dir", "output_dir")
+HCCN_ADDRESS_PREFIX = "address_"
+HOSTNAME_ADDRESSES_COMMAND = ("hostname", "-I")  # every address of this machine, on Linux
+HOSTNAME_TIMEOUT_S = 10
+
+
+class RankTableError(UserError):
+    """The rank table, hccn.conf or --server_id is malformed or inconsistent."""
+
+
+class LauncherError(UserError):
+    """A launcher flag or the hyper-parameter file has a bad value."""
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: int
+    device_ip: str
+    rank_id: int
+
+
+@dataclass(frozen=True)
+class Server:
+    server_id: str
+    devices: tuple  # of Device, in rank order
+
+
+@dataclass(frozen=True)
+class RankTable:
+    path: str  # absolute: exported to the workers as RANK_TABLE_FILE
+    servers: tuple  # of Server, as listed
+
+    @property
+    def rank_size(self):
+        return sum(len(server.devices) for server in self.servers)
+
+
+def read_rank_table(path):
+    """Read and validate a rank table file; any problem raises RankTableError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as error:
+        raise RankTableError(f"{path}: cannot read rank table ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise RankTableError(f"{path}: not valid JSON ({error})") from None
+    return parse_rank_table(data, os.path.abspath(path))
+
+
+def parse_rank_table(data, path):
+    """Validate rank table `data` (parsed JSON) read from `path`; returns a RankTable."""
+    def fail(problem):
+        raise RankTableError(f"{path}: {problem}")
+
+    version = required(data, "version", "", fail)
+    if version != RANK_TABLE_VERSION:
+        fail(f"version must be {RANK_TABLE_VERSION!r}, got {version!r}")
+    server_list = required(data, "server_list", "", fail)
+    if not isinstance(server_list, list) or not server_list:
+        fail("server_list must be a non-empty list")
+    server_count = number(required(data, "server_count", "", fail), "server_count", fail)
+    if server_count != len(server_list):
+        fail(f"server_count is {server_count} but server_list has {len(server_list)} servers")
+    servers = tuple(parse_server(entry, f"server_list[{index}]", fail) for index, entry in enumerate(server_list))
+    check_servers_agree(servers, fail)
+    return RankTable(path=path, servers=servers)
+
+
+def parse_server(entry, where, fail):
+    """One `server_list` entry -> Server; device ids must be unique on the server."""
+    server_id = required(entry, "server_id", where, fail)
+    device_list = required(entry, "device", where, fail)
+    if not isinstance(device_list, list) or not device_list:
+        fail(f"{where}.device must be a non-empty list")
+    devices = []
+    for index, item in enumerate(device_list):
+        at = f"{where}.device[{index}]"
+        device_ip = required(item, "device_ip", at, fail)
+        check_ip(device_ip, f"{at}.device_ip", fail)
+        devices.append(Device(device_id=number(required(item, "device_id", at, fail), f"{at}.device_id", fail),
+                              device_ip=device_ip,
+                              rank_id=number(required(item, "rank_id", at, fail), f"{at}.rank_id", fail)))
+    device_ids = [device.device_id for device in devices]
+    if len(set(device_ids)) != len(device_ids):
+        fail(f"{where} (server {server_id}) lists a device_id twice: {sorted(device_ids)}")
+    return Server(server_id=server_id, devices=tuple(sorted(devices, key=lambda device: device.rank_id)))
+
+
+def check_servers_agree(servers, fail):
+    """Equal device counts per server, unique server ids, and rank ids exactly 0..N-1 once each."""
+    counts = {server.server_id: len(server.devices) for server in servers}
+    if len(counts) != len(servers):
+        fail("server_list lists a server_id twice")
+    if len(set(counts.values())) > 1:
+        fail(f"servers have different numbers of devices: {counts}")
+    rank_ids = sorted(device.rank_id for server in servers for device in server.devices)
+    if len(set(rank_ids)) != len(rank_ids):
+        fail(f"duplicate rank_id in {rank_ids}")
+    if rank_ids != list(range(len(rank_ids))):
+        fail(f"rank ids must be exactly 0..{len(rank_ids) - 1}, got {rank_ids}")
+
+
+def required(mapping, key, where, fail):
+    """`mapping[key]`, or a failure naming the missing key and where it was expected."""
+    if not isinstance(mapping, dict):
+        fail(f"{where or 'the top level'} must be a JSON object")
+    if key not in mapping:
+        fail(f"missing key {(where + '.' if where else '') + key!r}")
+    return mapping[key]
+
+
+def number(text, where, fail):
+    """A non-negative integer written as a string, as HCCL's rank table spells numbers."""
+    if not isinstance(text, str) or not text.isdigit():
+        fail(f"{where} must be a non-negative integer as a string, e.g. \"0\"; got {text!r}")
+    return int(text)
+
+
+def check_ip(text, where, fail):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        fail(f"{where} must be an IP address, got {text!r}")
+
+
+def read_hccn_conf(path):
+    """{device_id: ip} from hccn.conf's `address_<device_id>=<ip>` lines; {} when the file does not exist."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as error:
+        raise RankTableError(f"{path}: cannot read hccn.conf ({error.strerror})") from None
+    addresses = {}
+    for line in lines:
+        key, _, value = line.strip().partition("=")
+        suffix = key[len(HCCN_ADDRESS_PREFIX):]
+        if key.startswith(HCCN_ADDRESS_PREFIX) and suffix.isdigit():
+            addresses[int(suffix)] = value.strip()
+    return addresses
+
+
+def check_device_ips(table, server, hccn_ips, hccn_path):
+    """Each device's IP in the rank table must be the one hccn.conf gives its NIC (HCCL would hang otherwise)."""
+    for device in server.devices:
+        configured = hccn_ips.get(device.device_id)
+        if configured is not None and configured != device.device_ip:
+            raise RankTableError(f"{table.path}: device {device.device_id} of server {server.server_id} has "
+                                 f"device_ip {device.device_ip} but {hccn_path} gives {configured}")
+
+
+def local_addresses():
+    """This machine's IP addresses: the host name's, plus `hostname -I` where available."""
+    addresses = set()
+    try:
+        addresses.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        pass  # an unresolvable host name: `hostname -I` may still answer
+    try:
+        result = subprocess.run(HOSTNAME_ADDRESSES_COMMAND, capture_output=True, text=True,
+                                timeout=HOSTNAME_TIMEOUT_S, check=True)
+        addresses.update(result.stdout.split())
+    except (OSError, subprocess.SubprocessError):
+        pass  # not Linux's hostname: the host name's addresses must do
+    return addresses
+
+
+def select_server(table, server_id, addresses):
+    """The server this machine is: `server_id` if given, else the one whose id is among `addresses`."""
+    ids = [server.server_id for server in table.servers]
+    if server_id is not None:
+        if server_id not in ids:
+            raise RankTableError(f"--server_id {server_id}: not a server of {table.path} (servers: {', '.join(ids)})")
+        return table.servers[ids.index(server_id)]
+    matches = [server for server in table.servers if server.server_id in addresses]
+    if len(matches) != 1:
+        problem = "none of" if not matches else "several of"
+        raise RankTableError(f"{table.path}: {problem} this machine's addresses ({', '.join(sorted(addresses))}) "
+                             f"is a server_id of the table ({', '.join(ids)}); pass --server_id")
+    return matches[0]
+
+
+def read_hyper_parameters(path):
+    """[(key, value)] from the `[config]` section of `path`; each key must be a key of pretrain_config.yaml."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # keep keys' case: `Lamb.learning_rate` is not `lamb.learning_rate`
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as error:
+        raise LauncherError(f"{path}: cannot read hyper-parameter file ({error.strerror})") from None
+    except configparser.Error as error:
+        raise LauncherError(f"{path}: not a valid ini file ({' '.join(str(error).split())})") from None
+    if parser.sections() != [HYPER_PARAMETER_SECTION]:
+        raise LauncherError(f"{path}: expected exactly one section [{HYPER_PARAMETER_SECTION}], "
+                            f"got {parser.sections()}")
+    items = list(parser[HYPER_PARAMETER_SECTION].items())
+    check_hyper_parameters(items, path)
+    return items
+
+
+def check_hyper_parameters(items, path):
+    """Apply the values to a copy of pretrain_config.yaml, so unknown keys and bad types fail here, not per rank."""
+    values = read_yaml(PRETRAIN_CONFIG)
+    for key, value in items:
+        if key in LAUNCHER_FLAGS:
+            raise LauncherError(f"{path}: {key} is set by the launcher; remove it")
+        try:
+            set_override(values, key, value, PRETRAIN_CONFIG)
+        except ConfigError as error:
+            raise LauncherError(f"{path}: {error}") from None
+
+
+def core_ranges(device_count, cpu_count):
+    """[(first, last)] CPU cores for each of `device_count` processes: an equal, disjoint share each."""
+    cores_per_device = (cpu_count or 0) // device_count
+    if cores_per_device < 1:
+        raise LauncherError(f"--bind_cores: {cpu_count} CPU cores cannot be shared by {device_count} devices; "
+                            "pass --bind_cores=false")
+    return [(k * cores_per_device, (k + 1) * cores_per_device - 1) for k in range(device_count)]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What every rank's block shares."""
+    table: RankTable
+    server: Server  # this machine
+    python: str  # the interpreter that runs run_script
+    run_script: str  # absolute
+    data_dir: str  # absolute
+    hyper_parameter_flags: tuple  # of "--key=value"
+    log_root: str  # absolute: LOG<rank>/ directories go here
+    hccl_time_out: int
+
+
+def device_block(launch, device, cores):
+    """The lines that set up and start one rank: its log dir, environment and background process.
+
+    `cores` is the (first, last) CPU cores to pin it to, or None for no pinning.
+    """
+    log_dir = os.path.join(launch.log_root, f"LOG{device.rank_id}")
+    command = [launch.python, launch.run_script, "--distribute=true", "--device_target=Ascend",
+               f"--device_id={device.device_id}", f"--device_num={launch.table.rank_size}",
+               f"--data_dir={launch.data_dir}", f"--output_dir={log_dir}", *launch.hyper_parameter_flags]
+    if cores is not None:
+        command = ["taskset", "-c", f"{cores[0]}-{cores[1]}", *command]
+    environment = {"RANK_TABLE_FILE": launch.table.path, "RANK_ID": device.rank_id, "DEVICE_ID": device.device_id,
+                   "RANK_SIZE": launch.table.rank_size, "DEVICE_NUM": len(launch.server.devices),
+                   "HCCL_CONNECT_TIMEOUT": launch.hccl_time_out}
+    return [f"# rank {device.rank_id}: device {device.device_id}",
+            f"mkdir -p {shlex.quote(log_dir)}",
+            *(f"export {name}={shlex.quote(str(value))}" for name, value in environment.items()),
+            f"{shlex.join(command)} > {shlex.quote(os.path.join(log_dir, LOG_FILE))} 2>&1 &",
+            ""]
+
+
+def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.executable):
+    """The generated shell script's text for the parsed `args`.
+
+    `cpu_count` is the number of cores to share out; `addresses` are this
+    machine's IPs (looked up when needed and not given); LOG dirs go under
+    `log_root` (default: the current directory); `python` runs run_pretrain.py
+    (default: this interpreter, which the wrapper script takes from the repo's .venv).
+    """
+    table = read_rank_table(args.hccl_config_dir)
+    if args.server_id is None and addresses is None:
+        addresses = local_addresses()
+    server = select_server(table, args.server_id, addresses)
+    check_device_ips(table, server, read_hccn_conf(args.hccn_conf), args.hccn_conf)
+    hyper_parameters = read_hyper_parameters(args.hyper_parameter_config_dir)
+    if not os.path.isdir(args.data_dir):
+        raise LauncherError(f"--data_dir {args.data_dir}: not a directory")
+    if not os.path.isfile(args.run_script_dir):
+        raise LauncherError(f"--run_script_dir {args.run_script_dir}: no such file")
+    launch = Launch(table=table, server=server, python=python, run_script=os.path.abspath(args.run_script_dir),
+                    data_dir=os.path.abspath(args.data_dir),
+                    hyper_parameter_flags=tuple(f"--{key}={value}" for key, value in hyper_parameters),
+                    log_root=os.path.abspath(log_root or os.getcwd()), hccl_time_out=args.hccl_time_out)
+    cores = core_ranges(len(server.devices), cpu_count) if args.bind_cores else [None] * len(server.devices)
+    lines = ["#!/usr/bin/env bash",
+             f"# Generated by {os.path.relpath(__file__, REPO)} for server {server.server_id} of {table.path}:",
+             f"# {len(server.devices)} of {table.rank_size} ranks; logs in LOG<rank>/{LOG_FILE}.",
+             "set -e", ""]
+    for device, device_cores in zip(server.devices, cores):
+        lines += device_block(launch, device, device_cores)
+    lines.append(f"echo \"started {len(server.devices)} pretraining processes; logs: "
+                 f"{os.path.join(launch.log_root, 'LOG<rank>', LOG_FILE)}\"")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path, text):
+    """Write through a temporary file in the same directory, so a reader never sees half a script."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
+    except OSError as error:
+        raise LauncherError(f"{path}: cannot write ({error.strerror})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the script from other users
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def boolean(text):
+    """argparse type for true/false flags (argparse's own bool('false') is True)."""
+    value = parse_bool(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """argparse type for a count of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--run_script_dir", default=DEFAULT_RUN_SCRIPT,
+                        help="the training script each process runs (default: the repo's run_pretrain.py)")
+    parser.add_argument("--hyper_parameter_config_dir", default=DEFAULT_HYPER_PARAMETERS,
+                        help="ini file whose [config] `key = value` lines become run_pretrain.py's --key=value")
+    parser.add_argument("--data_dir", required=True, help="directory of pretraining shards, the same on every server")
+    parser.add_argument("--hccl_config_dir", required=True, help="the HCCL rank table (JSON) of the whole job")
+    parser.add_argument("--hccn_conf", default=DEFAULT_HCCN_CONF,
+                        help="hccn.conf whose address_<device_id> lines must match the rank table's device_ip "
+                             "(skipped if the file does not exist)")
+    parser.add_argument("--server_id", default=None,
+                        help="this machine's server_id in the rank table (default: the one among its IP addresses)")
+    parser.add_argument("--cmd_file", default=DEFAULT_CMD_FILE, help="where to write the generated shell script")
+    parser.add_argument("--hccl_time_out", type=positive_int, default=DEFAULT_HCCL_TIME_OUT_S,
+                        help="seconds HCCL waits for the other ranks to connect (HCCL_CONNECT_TIMEOUT)")
+    parser.add_argument("--bind_cores", type=boolean, default=True,
+                        help="true: pin each process to an equal share of the CPU cores with taskset")
+    parser.add_argument("--dry_run", type=boolean, default=False,
+                        help="true: print the script instead of writing it")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(argv)
+    script = command_script(args, os.cpu_count())
+    if args.dry_run:
+        print(script, end="")
+        return
+    write_atomically(args.cmd_file, script)
+    print(f"wrote {args.cmd_file}; start the processes with: bash {shlex.quote(args.cmd_file)}")
+
+
+if __name__ == "__main__":
+    main()
