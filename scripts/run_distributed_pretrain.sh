@@ -41,6 +41,11 @@ if [ -z "${PYTHON:-}" ] && [ -x "$repo/.venv/bin/python" ]; then export PATH="$r
 python=${PYTHON:-python}
 msrun=$(dirname "$(command -v "$python")")/msrun
 [ -x "$msrun" ] || msrun=msrun
+# SO_REUSEADDR: only a listening socket counts as "in use", not a finished run's TIME_WAIT.
+port_free="import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('', $master_port))"
+if [ "$node_rank" = 0 ] && ! "$python" -c "$port_free" 2>/dev/null; then
+  fail "MASTER_PORT $master_port is in use on this machine (the master); choose another"
+fi
 run_dir=$(realpath -m "${RUN_DIR:-pretrain_distributed_${target,,}_$(date +%Y%m%d_%H%M%S)}")
 mkdir -p "$run_dir"
 nohup "$msrun" --worker_num=$((worker_num * node_num)) --local_worker_num="$worker_num" \

@@ -38,4 +38,4 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 python=$([ -x "$repo/.venv/bin/python" ] && echo "$repo/.venv/bin/python" || echo python3)
 "$python" "$repo/scripts/ascend_distributed_launcher/get_distribute_pretrain_cmd.py" \
   --data_dir="$data_dir" --hccl_config_dir="$rank_table" "$@"
-true
+[ "${dry_run,,}" = true ] || bash "$cmd_file"

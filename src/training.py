@@ -238,6 +238,9 @@ def init_device(cfg):
             ms.set_device(cfg.device_target, cfg.device_id)
         return 0, 1
     from mindspore.communication import get_group_size, get_rank, init
+    if cfg.device_target != "CPU" and "DEVICE_ID" in os.environ:
+        # Rank-table launches (Ascend) name each process's device in DEVICE_ID; msrun assigns it itself.
+        ms.set_device(cfg.device_target, int(os.environ["DEVICE_ID"]))
     init()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=get_group_size())

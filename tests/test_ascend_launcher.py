@@ -126,6 +126,21 @@ def test_hccl_time_out_is_exported(tmp_path):
     assert {block["env"]["HCCL_CONNECT_TIMEOUT"] for block in started} == {"1200"}
 
 
+def test_local_addresses_combine_host_name_and_hostname_command(monkeypatch):
+    monkeypatch.setattr(launcher.socket, "gethostbyname_ex", lambda name: (name, [], ["10.0.0.1"]))
+    monkeypatch.setattr(launcher.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 0, stdout="10.0.0.1 10.0.0.2 fd00::2 \n"))
+    assert launcher.local_addresses() == {"10.0.0.1", "10.0.0.2", "fd00::2"}
+
+
+def test_local_addresses_survive_failing_lookups(monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("lookup failed")
+    monkeypatch.setattr(launcher.socket, "gethostbyname_ex", fail)
+    monkeypatch.setattr(launcher.subprocess, "run", fail)
+    assert launcher.local_addresses() == set()
+
+
 def test_server_found_from_this_machines_addresses(tmp_path):
     table_path = write_table(tmp_path, rank_table(SERVERS))
     started = blocks(generate(tmp_path, table_path, addresses={"127.0.0.1", SERVERS[1]}))
@@ -327,9 +342,10 @@ def test_shell_script_bad_arguments_print_usage(tmp_path, args, message):
     assert message in result.stderr and "usage:" in result.stderr
 
 
-def test_shell_script_dry_run_prints_the_commands(tmp_path):
+@pytest.mark.parametrize("dry_run", [["--dry_run=true"], ["--dry_run", "True"]])
+def test_shell_script_dry_run_prints_the_commands(tmp_path, dry_run):
     table_path = write_table(tmp_path, rank_table(SERVERS))
-    result = run_script(tmp_path, table_path, f"--server_id={SERVERS[1]}", "--bind_cores=false", "--dry_run=true",
+    result = run_script(tmp_path, table_path, f"--server_id={SERVERS[1]}", "--bind_cores=false", *dry_run,
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [block["env"]["RANK_ID"] for block in blocks(result.stdout)] == [str(rank) for rank in range(8, 16)]

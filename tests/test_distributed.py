@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import time
 
@@ -46,6 +47,13 @@ def common_args(data_dir, output_dir):
             f"--output_dir={output_dir}", "--save_checkpoint_steps=3"]
 
 
+def free_port():
+    """A port nothing listens on now (each run gets its own: a finished run's port may linger)."""
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
 def wait_for(path, pattern, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -73,10 +81,11 @@ def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout)
     single = run_pretrain.main(common_args(data_dir, tmp_path / "single") + ["--batch_size=8"])
 
     run_dirs = [tmp_path / f"node{node}" for node in range(node_num)]
+    port = free_port()
     for node, run_dir in enumerate(run_dirs):
         result = subprocess.run(["bash", SCRIPT, str(workers_per_node), "1", str(data_dir),
                                  *common_args(data_dir, run_dir)[1:], "--batch_size=4"], capture_output=True,
-                                text=True, env={**os.environ, "RUN_DIR": str(run_dir), "MASTER_PORT": "8137",
+                                text=True, env={**os.environ, "RUN_DIR": str(run_dir), "MASTER_PORT": str(port),
                                                 "NODE_NUM": str(node_num), "NODE_RANK": str(node)})
         assert result.returncode == 0, result.stderr
     worker_logs = [run_dir / "logs" / f"worker_{rank}.log" for run_dir in run_dirs for rank in range(2)]
@@ -102,6 +111,17 @@ def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout)
 def test_bad_arguments_print_usage(args, message):
     result = subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and "usage:" in result.stderr
+
+
+def test_a_master_port_in_use_is_refused(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(["bash", SCRIPT, "2", "1", str(tmp_path)], capture_output=True, text=True,
+                                env={**os.environ, "MASTER_PORT": str(port), "RUN_DIR": str(tmp_path / "run")})
+    assert result.returncode == 2 and f"MASTER_PORT {port} is in use" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def worker_pid(rank, parent_pid):
@@ -136,7 +156,7 @@ def test_a_dead_worker_stops_the_whole_run(tmp_path):
     args = common_args(data_dir, run_dir)[1:] + ["--batch_size=2", "--train_steps=100000", "--epoch_size=10000",
                                                  "--enable_save_ckpt=false", "--log_every_steps=1"]
     result = subprocess.run(["bash", SCRIPT, "2", "1", str(data_dir), *args], capture_output=True, text=True,
-                            env={**os.environ, "RUN_DIR": str(run_dir), "MASTER_PORT": "8139"})
+                            env={**os.environ, "RUN_DIR": str(run_dir), "MASTER_PORT": str(free_port())})
     msrun_pid = int(re.search(r"msrun pid (\d+)", result.stdout).group(1))
     for rank in range(2):
         wait_for(run_dir / "logs" / f"worker_{rank}.log", r"step: 2,", RUN_TIMEOUT_S)
