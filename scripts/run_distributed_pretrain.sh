@@ -32,6 +32,13 @@ master_addr=${MASTER_ADDR:-127.0.0.1} master_port=${MASTER_PORT:-8118}
 [[ "$node_num" =~ ^[1-9][0-9]*$ ]] || fail "NODE_NUM must be a positive integer, got '$node_num'"
 [[ "$node_rank" =~ ^[0-9]+$ ]] && [ "$node_rank" -lt "$node_num" ] || fail "NODE_RANK must be in [0, NODE_NUM), got '$node_rank'"
 [[ "$master_port" =~ ^[0-9]+$ ]] || fail "MASTER_PORT must be a port number, got '$master_port'"
+if [ "$target" = GPU ] && command -v nvidia-smi > /dev/null; then
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  [ "$worker_num" -le "$gpus" ] || fail "WORKER_NUM $worker_num exceeds the $gpus GPUs of this machine"
+elif [ "$target" = CPU ]; then
+  cores=$(getconf _NPROCESSORS_ONLN)
+  [ "$worker_num" -le "$cores" ] || fail "WORKER_NUM $worker_num exceeds the $cores CPU cores of this machine"
+fi
 [ -d "$data_dir" ] || fail "DATA_DIR '$data_dir' is not a directory"
 [ -z "$schema_dir" ] || [ -f "$schema_dir" ] || fail "SCHEMA_DIR '$schema_dir' is not a file"
 

@@ -63,14 +63,16 @@ def wait_for(path, pattern, timeout):
     raise AssertionError(f"{path}: no {pattern!r} after {timeout} s")
 
 
-# (NODE_NUM, WORKER_NUM per node): two workers on one node, or two "nodes" of one
-# worker each on this machine, meeting at a master on 127.0.0.1.
-LAYOUTS = {"one_node": (1, 2), "two_nodes": (2, 1)}
+# (NODE_NUM, WORKER_NUM per node, accumulation_steps): two workers on one node
+# (also with gradient accumulation), or two "nodes" of one worker each on this
+# machine, meeting at a master on 127.0.0.1.
+LAYOUTS = {"one_node": (1, 2, 1), "one_node_accumulating": (1, 2, 2), "two_nodes": (2, 1, 1)}
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout):
-    node_num, workers_per_node = LAYOUTS[layout]
+    node_num, workers_per_node, accumulation_steps = LAYOUTS[layout]
+    accumulate = [f"--accumulation_steps={accumulation_steps}"]
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     write_pretraining_file(data_dir / "part-0.tfrecord", seed=0)
@@ -78,13 +80,14 @@ def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout)
 
     # One process, global batch 8: rows interleave across the two files, so each
     # batch holds the same rows as the two workers' batches of 4 (one file each).
-    single = run_pretrain.main(common_args(data_dir, tmp_path / "single") + ["--batch_size=8"])
+    single = run_pretrain.main(common_args(data_dir, tmp_path / "single") + ["--batch_size=8"] + accumulate)
 
     run_dirs = [tmp_path / f"node{node}" for node in range(node_num)]
     port = free_port()
     for node, run_dir in enumerate(run_dirs):
         result = subprocess.run(["bash", SCRIPT, str(workers_per_node), "1", str(data_dir),
-                                 *common_args(data_dir, run_dir)[1:], "--batch_size=4"], capture_output=True,
+                                 *common_args(data_dir, run_dir)[1:], "--batch_size=4", *accumulate],
+                                capture_output=True,
                                 text=True, env={**os.environ, "RUN_DIR": str(run_dir), "MASTER_PORT": str(port),
                                                 "NODE_NUM": str(node_num), "NODE_RANK": str(node)})
         assert result.returncode == 0, result.stderr
@@ -107,6 +110,7 @@ def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout)
 @pytest.mark.parametrize("args, message", [
     (("0", "1", "/tmp"), "WORKER_NUM must be a positive integer, got '0'"),
     (("2", "1", "/no/such/dir"), "DATA_DIR '/no/such/dir' is not a directory"),
+    (("4096", "1", "/tmp"), "WORKER_NUM 4096 exceeds the"),
 ])
 def test_bad_arguments_print_usage(args, message):
     result = subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True)
