@@ -17,6 +17,7 @@ line naming the file or flag, the key and what was expected; entry points print
 it and exit non-zero (`src.errors.exit_on_user_error`).
 """
 
+import argparse
 import copy
 import dataclasses
 import difflib
@@ -155,6 +156,14 @@ def convert(raw, default, where):
 def parse_bool(text):
     """'true'/'false' in any case -> bool; anything else -> None (never Python's bool('false') == True)."""
     return {"true": True, "false": False}.get(text.lower())
+
+
+def bool_flag(text):
+    """argparse `type` for true/false flags of the command-line tools that do not use a YAML file."""
+    value = parse_bool(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
 
 
 def resolve_model(values, yaml_path):

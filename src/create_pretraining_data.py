@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from src.config import parse_bool
+from src.config import bool_flag
 from src.errors import UserError, exit_on_user_error
 from src.tokenization import FullTokenizer, is_cjk
 
@@ -69,22 +69,15 @@ class DataError(UserError):
     """Bad input or options; the message names the file or flag."""
 
 
-def str_to_bool(text):
-    value = parse_bool(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input_file", required=True,
                         help="input text files: comma-separated paths or globs")
     parser.add_argument("--output_dir", required=True, help="directory for the shards, schema.json, stats.json")
     parser.add_argument("--vocab_file", required=True, help="WordPiece vocabulary, one token per line")
-    parser.add_argument("--do_lower_case", type=str_to_bool, default=True,
+    parser.add_argument("--do_lower_case", type=bool_flag, default=True,
                         help="lower-case and strip accents (true for uncased and Chinese vocabularies)")
-    parser.add_argument("--do_whole_word_mask", type=str_to_bool, default=False,
+    parser.add_argument("--do_whole_word_mask", type=bool_flag, default=False,
                         help="mask whole words: ## pieces with their word; Chinese words by jieba")
     parser.add_argument("--max_seq_length", type=int, default=128, help="tokens per instance")
     parser.add_argument("--max_predictions_per_seq", type=int, default=20, help="masked positions per instance")
@@ -101,7 +94,7 @@ def parse_args(argv):
                         help="shard file format")
     parser.add_argument("--on_decode_error", choices=["fail", "skip"], default="fail",
                         help="a line that is not UTF-8: stop, or skip it with a warning")
-    parser.add_argument("--overwrite", type=str_to_bool, default=False,
+    parser.add_argument("--overwrite", type=bool_flag, default=False,
                         help="replace shards already in --output_dir")
     return parser.parse_args(argv)
 

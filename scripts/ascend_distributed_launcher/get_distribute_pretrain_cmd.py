@@ -29,7 +29,7 @@ from dataclasses import dataclass
 LAUNCHER_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(LAUNCHER_DIR))
 sys.path.insert(0, REPO)
-from src.config import ConfigError, parse_bool, read_yaml, set_override  # noqa: E402
+from src.config import ConfigError, bool_flag, read_yaml, set_override  # noqa: E402
 from src.errors import UserError, exit_on_user_error  # noqa: E402
 
 DEFAULT_RUN_SCRIPT = os.path.join(REPO, "run_pretrain.py")
@@ -350,14 +350,6 @@ def write_atomically(path, text):
         raise
 
 
-def boolean(text):
-    """argparse type for true/false flags (argparse's own bool('false') is True)."""
-    value = parse_bool(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return value
-
-
 def positive_int(text):
     """argparse type for a count of at least 1."""
     if not text.isdigit() or int(text) < 1:
@@ -381,9 +373,9 @@ def parse_args(argv):
     parser.add_argument("--cmd_file", default=DEFAULT_CMD_FILE, help="where to write the generated shell script")
     parser.add_argument("--hccl_time_out", type=positive_int, default=DEFAULT_HCCL_TIME_OUT_S,
                         help="seconds HCCL waits for the other ranks to connect (HCCL_CONNECT_TIMEOUT)")
-    parser.add_argument("--bind_cores", type=boolean, default=True,
+    parser.add_argument("--bind_cores", type=bool_flag, default=True,
                         help="true: pin each process to an equal share of the CPU cores with taskset")
-    parser.add_argument("--dry_run", type=boolean, default=False,
+    parser.add_argument("--dry_run", type=bool_flag, default=False,
                         help="true: print the script instead of writing it")
     return parser.parse_args(argv)
 
