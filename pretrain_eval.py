@@ -15,6 +15,7 @@ replaced ([MASK] or a random token, 90% of them): there the answer must come
 from the context, while the other 10% can be copied from the input.
 """
 
+import collections
 import json
 import math
 import os
@@ -70,12 +71,11 @@ class PretrainingMetrics(nn.Cell):
 def evaluate(metrics_net, dataset):
     """Run over `dataset`; returns the metrics dict."""
     sums = np.zeros(6)
-    label_counts, sequences, random_next = {}, 0, 0
+    label_counts, sequences, random_next = collections.Counter(), 0, 0
     for batch in dataset.create_tuple_iterator(num_epochs=1):
         sums += [float(value.asnumpy()) for value in metrics_net(*batch)]
         labels, weights = batch[5].asnumpy().ravel(), batch[6].asnumpy().ravel()
-        for label in labels[weights > 0]:
-            label_counts[label] = label_counts.get(label, 0) + 1
+        label_counts.update(labels[weights > 0].tolist())
         sequences += batch[0].shape[0]
         random_next += int(batch[3].asnumpy().sum())
     correct, weight, nll, nsp_correct, replaced_correct, replaced = sums

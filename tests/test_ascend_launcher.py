@@ -355,7 +355,7 @@ def test_shell_script_dry_run_prints_the_commands(tmp_path, dry_run):
 def test_shell_script_passes_user_errors_through(tmp_path):
     table_path = write_table(tmp_path, rank_table(SERVERS))
     result = run_script(tmp_path, table_path, "--server_id=10.9.9.9", "--dry_run=true", cwd=tmp_path)
-    assert result.returncode == 2 and result.stderr.startswith(f"error: --server_id 10.9.9.9: not a server of ")
+    assert result.returncode == 2 and result.stderr.startswith("error: --server_id 10.9.9.9: not a server of ")
 
 
 def test_shell_script_runs_the_generated_file(tmp_path):
