@@ -43,6 +43,7 @@ import numpy as np
 
 from src.config import bool_flag
 from src.errors import UserError, exit_on_user_error
+from src.records import schema_json, write_mindrecord, write_tfrecord
 from src.tokenization import FullTokenizer, is_cjk
 
 # Seconds between progress lines.
@@ -59,9 +60,6 @@ MASK_TOKEN_PROB = 0.8
 RANDOM_TOKEN_SHARE_OF_REST = 0.5
 # Smallest sequence: [CLS] a [SEP] b [SEP].
 MIN_SEQ_LENGTH = 5
-# MindRecord pads each file to whole pages (32 MiB by default); small pages keep
-# small shards small. A row (a few KiB) must fit in one page.
-MINDRECORD_PAGE_SIZE = 1 << 20
 SHARD_NAME = "part-{index:05d}-of-{count:05d}.{extension}"
 
 
@@ -371,44 +369,9 @@ def _write_shard(task):
     if output_format == "tfrecord":
         write_tfrecord(path, rows)
         return [name]
-    write_mindrecord(path, rows, columns(options.max_seq_length, options.max_predictions_per_seq))
+    write_mindrecord(path, rows, columns(options.max_seq_length, options.max_predictions_per_seq),
+                     "bert_pretraining")
     return [name, name + ".db"]
-
-
-def write_tfrecord(path, rows):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    import tensorflow as tf  # imported in the writing processes only: it is slow to import
-
-    def feature(values):
-        if values.dtype == np.float32:
-            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-    with tf.io.TFRecordWriter(path) as writer:
-        for row in rows:
-            example = tf.train.Example(features=tf.train.Features(
-                feature={name: feature(values) for name, values in row.items()}))
-            writer.write(example.SerializeToString())
-
-
-def write_mindrecord(path, rows, column_types):
-    from mindspore.mindrecord import FileWriter
-
-    writer = FileWriter(path, shard_num=1, overwrite=True)
-    writer.set_page_size(MINDRECORD_PAGE_SIZE)
-    writer.add_schema({name: {"type": dtype, "shape": [-1]} for name, (dtype, _) in column_types.items()},
-                      "bert_pretraining")
-    if rows:
-        writer.write_raw_data(rows)
-    writer.commit()
-
-
-def schema_json(options, num_rows):
-    """The model zoo's TFRecord schema format (mindspore.dataset.Schema)."""
-    return {"datasetType": "TF", "numRows": num_rows,
-            "columns": {name: {"type": dtype, "rank": 1, "shape": [length]}
-                        for name, (dtype, length) in columns(options.max_seq_length,
-                                                             options.max_predictions_per_seq).items()}}
 
 
 def statistics(documents, instances, mask_id, skipped_lines):
@@ -555,7 +518,8 @@ def write_outputs(args, context, options, instances, stats):
             names = run_tasks(pool, _write_shard, tasks, Progress("writing", len(tasks), "shards"),
                               measure=lambda _: 1)
         with open(os.path.join(staging, "schema.json"), "w", encoding="utf-8") as f:
-            json.dump(schema_json(options, len(instances)), f, indent=2)
+            json.dump(schema_json(columns(options.max_seq_length, options.max_predictions_per_seq), len(instances)), f,
+                      indent=2)
         with open(os.path.join(staging, "stats.json"), "w", encoding="utf-8") as f:
             json.dump(stats, f, indent=2)
         for old in glob.glob(os.path.join(args.output_dir, "part-*")):

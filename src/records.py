@@ -1,0 +1,57 @@
+"""Writing rows of fixed-length integer/float columns as TFRecord or MindRecord files.
+
+A row is {column name: 1-D NumPy array}; int64 arrays become Int64List
+features, float32 arrays FloatList features. Every data-making command
+(pretraining, fine-tuning) writes through these functions, and
+`schema_json` describes the result in the model zoo's schema format, which
+`src.dataset` checks before reading.
+"""
+
+import os
+
+import numpy as np
+
+# MindRecord pads each file to whole pages (32 MiB by default); small pages keep
+# small files small. A row (a few KiB) must fit in one page.
+MINDRECORD_PAGE_SIZE = 1 << 20
+
+
+def write_tfrecord(path, rows):
+    """Write `rows` (an iterable of {column: array}) to the TFRecord file `path`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    import tensorflow as tf  # imported only where records are written: it is slow to import
+
+    def feature(values):
+        if values.dtype == np.float32:
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for row in rows:
+            example = tf.train.Example(features=tf.train.Features(
+                feature={name: feature(values) for name, values in row.items()}))
+            writer.write(example.SerializeToString())
+
+
+def write_mindrecord(path, rows, column_types, schema_name="bert"):
+    """Write `rows` to the MindRecord file `path` (+ `path`.db).
+
+    Args:
+        column_types (dict): column -> (dtype name, length), as for `schema_json`.
+    """
+    from mindspore.mindrecord import FileWriter
+
+    writer = FileWriter(path, shard_num=1, overwrite=True)
+    writer.set_page_size(MINDRECORD_PAGE_SIZE)
+    writer.add_schema({name: {"type": dtype, "shape": [-1]} for name, (dtype, _) in column_types.items()},
+                      schema_name)
+    if rows:
+        writer.write_raw_data(rows)
+    writer.commit()
+
+
+def schema_json(column_types, num_rows):
+    """The model zoo's TFRecord schema (mindspore.dataset.Schema format) for `column_types`."""
+    return {"datasetType": "TF", "numRows": num_rows,
+            "columns": {name: {"type": dtype, "rank": 1, "shape": [length]}
+                        for name, (dtype, length) in column_types.items()}}
