@@ -387,6 +387,15 @@ def attention_mask_bias(input_mask):
     return ((1.0 - mask) * MASK_ADDER).reshape(mask.shape[0], 1, 1, mask.shape[1])
 
 
+def config_for_mode(config, is_training):
+    """A copy of `config` with every dropout probability zero unless `is_training` (Google BERT's rule)."""
+    config = copy.deepcopy(config)
+    if not is_training:
+        config.hidden_dropout_prob = 0.0
+        config.attention_probs_dropout_prob = 0.0
+    return config
+
+
 class BertModel(nn.Cell):
     """Bidirectional Encoder Representations from Transformers (BERT / NEZHA).
 
@@ -408,10 +417,7 @@ class BertModel(nn.Cell):
 
     def __init__(self, config, is_training, use_one_hot_embeddings=False):
         super().__init__()
-        config = copy.deepcopy(config)
-        if not is_training:
-            config.hidden_dropout_prob = 0.0
-            config.attention_probs_dropout_prob = 0.0
+        config = config_for_mode(config, is_training)
         self.output_type = DTYPES[config.dtype]
         self.bert_embedding_lookup = nn.Embedding(
             config.vocab_size, config.hidden_size, use_one_hot=use_one_hot_embeddings,

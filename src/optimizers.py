@@ -199,7 +199,7 @@ def parameter_groups(params, weight_decay):
     return groups + [{"order_params": params}]
 
 
-def build_optimizer(cfg, params, decay_steps, device_target):
+def build_optimizer(cfg, params, decay_steps, device_target, warmup_steps=None):
     """The optimizer named by `cfg.optimizer`, with the settings of its config section.
 
     Args:
@@ -209,6 +209,8 @@ def build_optimizer(cfg, params, decay_steps, device_target):
         decay_steps (int): steps over which the learning rate decays (Lamb and
             AdamWeightDecay), usually the total number of training steps.
         device_target (str): "Ascend", "GPU" or "CPU"; picks `nn.Lamb` or `ComposedLamb`.
+        warmup_steps (int): overrides the section's `warmup_steps` (fine-tuning
+            derives it from `warmup_proportion` of the run's steps).
 
     Returns:
         nn.Optimizer.
@@ -222,11 +224,13 @@ def build_optimizer(cfg, params, decay_steps, device_target):
     settings = getattr(cfg, name)
     if name == "Momentum":
         return nn.Momentum(params, learning_rate=settings.learning_rate, momentum=settings.momentum)
-    if settings.warmup_steps > decay_steps:
-        raise ValueError(f"{name}.warmup_steps ({settings.warmup_steps}) exceeds the {decay_steps} training steps: "
+    if warmup_steps is None:
+        warmup_steps = settings.warmup_steps
+    if warmup_steps > decay_steps:
+        raise ValueError(f"{name}.warmup_steps ({warmup_steps}) exceeds the {decay_steps} training steps: "
                          f"the learning rate would never leave warmup; set --{name}.warmup_steps")
     learning_rate = BertLearningRate(settings.learning_rate, settings.end_learning_rate,
-                                     settings.warmup_steps, decay_steps, settings.power)
+                                     warmup_steps, decay_steps, settings.power)
     groups = parameter_groups(params, settings.weight_decay)
     if name == "AdamWeightDecay":
         return nn.AdamWeightDecay(groups, learning_rate=learning_rate, eps=settings.eps)

@@ -19,6 +19,7 @@ MINDRECORD_PAGE_SIZE = 1 << 20
 def write_tfrecord(path, rows):
     """Write `rows` (an iterable of {column: array}) to the TFRecord file `path`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # (and its oneDNN notice; no TF maths runs here)
     import tensorflow as tf  # imported only where records are written: it is slow to import
 
     def feature(values):

@@ -169,6 +169,24 @@ class FullTokenizer:
         return pieces
 
 
+# Basic tokenization's per-character rules do not depend on the vocabulary: one table serves all callers.
+_BASIC_CHARACTERS = _CharacterTable()
+
+
+def basic_tokenize(text, do_lower_case=True):
+    """Text -> words after basic tokenization only, no WordPiece (Google's `BasicTokenizer.tokenize`).
+
+    The same stage 1 as `FullTokenizer.tokenize`: cleaned, CJK ideographs spaced,
+    optionally lower-cased and accent-stripped, punctuation split off.
+    """
+    words = []
+    for word in text.translate(_BASIC_CHARACTERS).split():
+        if do_lower_case:
+            word = strip_accents(word.lower())
+        words.extend(split_on_punctuation(word))
+    return words
+
+
 def strip_accents(text):
     return "".join(char for char in unicodedata.normalize("NFD", text) if unicodedata.category(char) != "Mn")
 

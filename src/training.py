@@ -226,6 +226,7 @@ def init_device(cfg):
 
     With `distribute`, communication is initialised (HCCL/NCCL/CPU collectives,
     from the launcher's environment) and gradients are averaged across ranks.
+    Jobs whose config has no `distribute` key run on one device.
     """
     mode = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}.get(cfg.mode)
     if mode is None:
@@ -233,7 +234,7 @@ def init_device(cfg):
     if cfg.device_target not in DEVICE_TARGETS:
         raise TrainingError(f"device_target: expected one of {', '.join(DEVICE_TARGETS)}, got {cfg.device_target!r}")
     ms.set_context(mode=mode, device_target=cfg.device_target)
-    if not cfg.distribute:
+    if not ("distribute" in cfg and cfg.distribute):
         if cfg.device_target != "CPU":
             ms.set_device(cfg.device_target, cfg.device_id)
         return 0, 1

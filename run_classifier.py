@@ -1,0 +1,75 @@
+"""Fine-tune and evaluate sentence classification (CLUE TNEWS, GLUE CoLA, ...).
+
+    python run_classifier.py --do_train=true --do_eval=true --num_class=15 \\
+        --train_data_file_path=DIR/train.tfrecord --eval_data_file_path=DIR/dev.tfrecord \\
+        --load_pretrain_checkpoint_path=CKPT [--key=value ...]
+
+Keys and defaults: task_classifier_config.yaml. Prints the zoo's result lines
+and writes <output_dir>/eval_results.json.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from src import assessment_method
+from src.bert_for_finetune import BertCLS
+from src.config import ConfigError, bert_config, load_config
+from src.dataset import CLASSIFIER_COLUMNS
+from src.errors import exit_on_user_error
+from src.finetune import (check_label_range, eval_dataset, load_task_model, predict, read_label_map, save_results,
+                          setup, train_task)
+from src.finetune_eval_model import BertCLSModel, TaskPredictor
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_classifier_config.yaml")
+METHODS = ("accuracy", "f1", "mcc", "spearman_correlation")
+# Spearman correlation ranks a score: for two classes, the probability of class 1.
+POSITIVE_CLASS = 1
+
+
+def evaluate(cfg, config, checkpoint):
+    model = load_task_model(TaskPredictor(BertCLSModel(config, False, cfg.num_class)), checkpoint)
+    columns, (probabilities,) = predict(model, eval_dataset(cfg, config, CLASSIFIER_COLUMNS))
+    labels = columns["label_ids"].reshape(-1)
+    predictions = probabilities.argmax(axis=-1)
+    if cfg.assessment_method == "accuracy":
+        results = assessment_method.accuracy(labels, predictions)
+        print(assessment_method.format_accuracy(results))
+    elif cfg.assessment_method == "f1":
+        results = assessment_method.classification_f1(labels, predictions, cfg.num_class)
+        print(assessment_method.format_f1(results))
+    elif cfg.assessment_method == "mcc":
+        results = assessment_method.matthews_corrcoef(labels, predictions)
+        print(assessment_method.format_mcc(results))
+    else:
+        scores = probabilities[:, POSITIVE_CLASS] if cfg.num_class == 2 else predictions
+        results = assessment_method.spearman_correlation(labels, scores)
+        print(assessment_method.format_spearman(results))
+    results.update(assessment_method=cfg.assessment_method, checkpoint=checkpoint,
+                   eval_data_file_path=cfg.eval_data_file_path, examples=int(labels.size),
+                   prediction_counts=np.bincount(predictions, minlength=cfg.num_class).tolist())
+    save_results(cfg, results)
+    return results
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
+    if cfg.assessment_method not in METHODS:
+        raise ConfigError(f"assessment_method: expected one of {', '.join(METHODS)}, got {cfg.assessment_method!r}")
+    if cfg.label2id_file_path:
+        read_label_map(cfg.label2id_file_path, cfg.num_class)
+    config = bert_config(cfg)
+    setup(cfg)
+    checkpoint = cfg.load_finetune_checkpoint_path
+    if cfg.do_train:
+        check_label_range(cfg, cfg.num_class)
+        checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS, "classifier")
+    if cfg.do_eval:
+        return evaluate(cfg, config, checkpoint)
+    return None
+
+
+if __name__ == "__main__":
+    main()

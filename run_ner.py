@@ -1,0 +1,102 @@
+"""Fine-tune and evaluate named-entity recognition (CLUENER2020), with a softmax or a CRF head.
+
+    python run_ner.py --do_train=true --do_eval=true --use_crf=true --num_class=21 \\
+        --label2id_file_path=DIR/label2id.json --train_data_file_path=DIR/train.tfrecord \\
+        --eval_data_file_path=DIR/dev.tfrecord --load_pretrain_checkpoint_path=CKPT [--key=value ...]
+
+Keys and defaults: task_ner_config.yaml. Evaluation prints entity-level
+precision, recall and F1 (exact type and span) and writes
+<output_dir>/eval_results.json; `--assessment_method=clue_benchmark` reads a
+CLUENER JSON file as `eval_data_file_path` and also writes the CLUENER
+submission file <output_dir>/cluener_predict.json (scored too when the file has labels).
+"""
+
+import json
+import os
+import sys
+
+from src import assessment_method
+from src.bert_for_finetune import BertNER
+from src.config import ConfigError, bert_config, load_config
+from src.create_finetune_data import read_cluener_rows
+from src.dataset import CLASSIFIER_COLUMNS
+from src.errors import exit_on_user_error
+from src.finetune import (check_label_range, eval_dataset, load_task_model, predict, read_label_map, rows_dataset,
+                          save_results, setup, train_task)
+from src.finetune_eval_model import BertNERModel, TaskPredictor
+from src.ner_tagging import infer_scheme, tags_to_spans
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_ner_config.yaml")
+METHODS = ("f1", "clue_benchmark")
+SUBMISSION_FILE = "cluener_predict.json"
+JSON_SUFFIX = ".json"
+
+
+def evaluation_data(cfg, config, label_map, scheme):
+    """(dataset, CLUENER examples or None): a CLUENER JSON file is converted in memory."""
+    if not cfg.eval_data_file_path.endswith(JSON_SUFFIX):
+        if cfg.assessment_method == "clue_benchmark":
+            raise ConfigError("--assessment_method=clue_benchmark: eval_data_file_path must be a CLUENER JSON file")
+        return eval_dataset(cfg, config, CLASSIFIER_COLUMNS), None
+    if not cfg.vocab_file_path:
+        raise ConfigError("--vocab_file_path: required to read the CLUENER JSON file eval_data_file_path")
+    examples, rows = read_cluener_rows(cfg.eval_data_file_path, cfg.vocab_file_path, label_map, config.seq_length,
+                                       scheme, cfg.do_lower_case, cfg.on_error)
+    return rows_dataset(rows, CLASSIFIER_COLUMNS, cfg.eval_batch_size), examples
+
+
+def evaluate(cfg, config, checkpoint, label_map):
+    id_to_tag = {index: tag for tag, index in label_map.items()}
+    scheme = infer_scheme(label_map)
+    dataset, examples = evaluation_data(cfg, config, label_map, scheme)
+    model = load_task_model(TaskPredictor(BertNERModel(config, False, cfg.num_class, cfg.use_crf)), checkpoint)
+    columns, (predicted_ids,) = predict(model, dataset)
+    # Tags of the characters: positions 1 .. length - 2 (between [CLS] and [SEP]).
+    lengths = columns["input_mask"].sum(axis=1) - 2
+    true_tags = [[id_to_tag[i] for i in row[1:1 + n]] for row, n in zip(columns["label_ids"], lengths)]
+    pred_tags = [[id_to_tag[i] for i in row[1:1 + n]] for row, n in zip(predicted_ids, lengths)]
+    results = {}
+    labelled = examples is None or any(example.label is not None for example in examples)
+    if labelled:
+        results = assessment_method.entity_f1(true_tags, pred_tags, scheme)
+        print(assessment_method.format_f1(results))
+    if cfg.assessment_method == "clue_benchmark":
+        path = os.path.join(cfg.output_dir, SUBMISSION_FILE)
+        assessment_method.write_cluener_submission(path, [
+            (example_id(example, index), example.text, tags_to_spans(tags, scheme))
+            for index, (example, tags) in enumerate(zip(examples, pred_tags))])
+        print(f"CLUENER submission written to {path}")
+        results["submission_file"] = path
+    results.update(assessment_method=cfg.assessment_method, use_crf=cfg.use_crf, tag_scheme=scheme,
+                   checkpoint=checkpoint, eval_data_file_path=cfg.eval_data_file_path, sentences=len(pred_tags))
+    save_results(cfg, results)
+    return results
+
+
+def example_id(example, index):
+    """The record's own "id" (CLUENER test files have one), else its index in the file."""
+    return json.loads(example.raw).get("id", index)
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
+    if cfg.assessment_method not in METHODS:
+        raise ConfigError(f"assessment_method: expected one of {', '.join(METHODS)}, got {cfg.assessment_method!r}")
+    if not cfg.label2id_file_path:
+        raise ConfigError("--label2id_file_path: required (the label2id.json written with the data)")
+    label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
+    config = bert_config(cfg)
+    setup(cfg)
+    checkpoint = cfg.load_finetune_checkpoint_path
+    if cfg.do_train:
+        check_label_range(cfg, cfg.num_class)
+        network = BertNER(config, True, cfg.num_class, cfg.use_crf)
+        checkpoint = train_task(cfg, config, network, CLASSIFIER_COLUMNS, "ner")
+    if cfg.do_eval:
+        return evaluate(cfg, config, checkpoint, label_map)
+    return None
+
+
+if __name__ == "__main__":
+    main()

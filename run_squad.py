@@ -1,0 +1,88 @@
+"""Fine-tune and evaluate extractive question answering (SQuAD v1.1).
+
+    python run_squad.py --do_train=true --do_eval=true --vocab_file_path=VOCAB \\
+        --train_data_file_path=DIR/train.tfrecord --eval_data_file_path=DIR/dev.tfrecord \\
+        --eval_json_path=DIR/dev.json --load_pretrain_checkpoint_path=CKPT [--key=value ...]
+
+Keys and defaults: task_squad_config.yaml. Evaluation rebuilds the windows of
+`eval_json_path` (checked against the rows of `eval_data_file_path`), turns
+the start/end logits into answers (n-best, max context, original text),
+writes predictions.json and nbest_predictions.json, and prints exact match
+and F1 as the official v1.1 script computes them.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from src import squad
+from src.assessment_method import squad_evaluate
+from src.bert_for_finetune import BertSquad
+from src.config import ConfigError, bert_config, load_config
+from src.dataset import SQUAD_EVAL_COLUMNS, SQUAD_TRAIN_COLUMNS
+from src.errors import exit_on_user_error
+from src.finetune import eval_dataset, load_task_model, predict, save_results, setup, train_task
+from src.finetune_eval_model import BertSquadModel, TaskPredictor
+from src.tokenization import FullTokenizer
+
+
+def evaluation_windows(cfg, config):
+    """(examples, features) of eval_json_path, built as the converter built them."""
+    if not (cfg.eval_json_path and cfg.vocab_file_path):
+        raise ConfigError("--eval_json_path and --vocab_file_path: required to evaluate")
+    examples, _ = squad.read_squad_examples(cfg.eval_json_path, is_training=False)
+    tokenizer = FullTokenizer(cfg.vocab_file_path, cfg.do_lower_case)
+    features = list(squad.iter_features(examples, tokenizer, False, config.seq_length, cfg.doc_stride,
+                                        cfg.max_query_length))
+    return examples, features
+
+
+def check_rows_match(features, columns, cfg):
+    """The records must be the windows of eval_json_path, made with the same settings."""
+    by_id = {feature.unique_id: feature for feature in features}
+    unique_ids = columns["unique_ids"].reshape(-1)
+    if len(unique_ids) != len(features) or any(
+            uid not in by_id or not np.array_equal(by_id[uid].input_ids, ids)
+            for uid, ids in zip(unique_ids.tolist(), columns["input_ids"])):
+        raise ConfigError(f"eval_data_file_path {cfg.eval_data_file_path} does not hold the windows of "
+                          f"eval_json_path {cfg.eval_json_path} with this vocab_file_path, do_lower_case, "
+                          "doc_stride, max_query_length and seq_length")
+
+
+def evaluate(cfg, config, checkpoint):
+    examples, features = evaluation_windows(cfg, config)
+    model = load_task_model(TaskPredictor(BertSquadModel(config, False)), checkpoint)
+    columns, (start_logits, end_logits) = predict(model, eval_dataset(cfg, config, SQUAD_EVAL_COLUMNS))
+    check_rows_match(features, columns, cfg)
+    results = [squad.RawResult(int(uid), start.tolist(), end.tolist())
+               for uid, start, end in zip(columns["unique_ids"].reshape(-1), start_logits, end_logits)]
+    predictions, nbest = squad.make_predictions(examples, features, results, cfg.n_best_size,
+                                                cfg.max_answer_length, cfg.do_lower_case)
+    paths = squad.write_predictions(cfg.output_dir, predictions, nbest)
+    with open(cfg.eval_json_path, encoding="utf-8") as f:
+        scores = squad_evaluate(json.load(f)["data"], predictions)
+    print(json.dumps(scores))
+    scores.update(checkpoint=checkpoint, eval_json_path=cfg.eval_json_path, questions=len(examples),
+                  windows=len(features), predictions_file=paths[0], nbest_file=paths[1])
+    save_results(cfg, scores)
+    return scores
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_squad_config.yaml"),
+                      sys.argv[1:] if argv is None else argv)
+    config = bert_config(cfg)
+    setup(cfg)
+    checkpoint = cfg.load_finetune_checkpoint_path
+    if cfg.do_train:
+        checkpoint = train_task(cfg, config, BertSquad(config, True), SQUAD_TRAIN_COLUMNS, "squad")
+    if cfg.do_eval:
+        return evaluate(cfg, config, checkpoint)
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,485 @@
+"""Public fine-tuning data -> TFRecord (or MindRecord) files with the model zoo's columns.
+
+    python -m src.create_finetune_data --task=tnews --input_file=tnews/train.json \\
+        --label_file=tnews/labels.json --vocab_file=data/vocab/bert-base-chinese-vocab.txt \\
+        --output_dir=/tmp/tnews --dev_fraction=0.1
+
+Tasks and their input formats (as distributed):
+
+    tnews    CLUE JSON lines {"sentence", "label", "label_desc", ...}; labels.json
+             (JSON lines {"label", "label_desc"}) fixes the label ids
+    cola     GLUE TSV without header: source, label, original label, sentence
+             (the test file: a header "index<TAB>sentence", no labels)
+    cluener  CLUENER2020 JSON lines {"text", "label": {type: {entity: [[start, end]]}}},
+             end inclusive; labels.json (a JSON list of types) fixes the tag ids
+    squad    SQuAD v1.1 JSON; features as Google BERT's run_squad.py builds them
+
+Written to `--output_dir`, for each split (`train`, and `dev` with
+`--dev_fraction`; or the one named by `--split`):
+
+    {split}.tfrecord        rows: input_ids, input_mask, segment_ids and
+                            label_ids (classification: [1]; NER: one tag per token),
+                            or SQuAD's start/end positions (train) / unique_ids (dev)
+    {split}_schema.json     the columns' types and lengths (model zoo format)
+    {split}.json / .tsv     with --dev_fraction: the split's input records, in
+                            the input's own format (what evaluation and
+                            CLUENER submissions read)
+    label2id.json           label (or tag) -> id
+    stats.json              counts: examples, rows, skipped, truncated
+
+Classification inputs are `[CLS] sentence [SEP]` (WordPiece). NER inputs are
+`[CLS]` + one token per character + `[SEP]`, so each tag stays on its
+character: a character missing from the vocabulary (or a space) is `[UNK]`.
+Texts longer than `max_seq_length` - 2 are truncated (counted and reported).
+Data errors name file:line; `--on_error=skip` skips such records and counts
+them instead of stopping.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import sys
+
+import numpy as np
+
+from src.config import bool_flag
+from src.errors import UserError, exit_on_user_error
+from src.ner_tagging import SCHEMES, TaggingError, label_list, spans_to_tags
+from src.records import schema_json, write_mindrecord, write_tfrecord
+from src.tokenization import FullTokenizer
+
+TASKS = ("tnews", "cola", "cluener", "squad")
+COLA_TEST_HEADER = ("index", "sentence")
+COLA_LABELS = ("0", "1")
+COLA_COLUMNS = 4
+# [CLS] and [SEP] around a single text.
+SPECIAL_TOKENS_PER_TEXT = 2
+OUTSIDE_TAG = "O"
+EXTENSIONS = {"tfrecord": "tfrecord", "mindrecord": "mindrecord"}
+# Skipped records and warnings printed (all are in stats.json).
+MESSAGES_SHOWN = 10
+
+
+class DataError(UserError):
+    """A data file, label file or option is wrong; the message names the file (and line)."""
+
+
+@dataclasses.dataclass
+class Example:
+    """One input record: its text, its label (class name, or CLUENER spans), and where it came from."""
+    text: str
+    label: object          # class label string; NER: list of (type, start, end_inclusive); None if unlabelled
+    line: int
+    raw: str               # the record as read, written back into split files
+
+
+# ---------------------------------------------------------------- reading
+
+def read_lines(path):
+    """(line number, text) of every non-blank line of a UTF-8 file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [(number, line.rstrip("\n")) for number, line in enumerate(f, 1) if line.strip()]
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from None
+
+
+class Problems:
+    """Records that cannot be used: raise at the first (`fail`) or count them (`skip`)."""
+
+    def __init__(self, on_error):
+        self.on_error = on_error
+        self.skipped = []
+        self.warnings = []   # records used, but changed (e.g. an overlapping entity dropped)
+
+    def report(self, message):
+        if self.on_error == "fail":
+            raise DataError(message + " (--on_error=skip skips such records)")
+        self.skipped.append(message)
+
+
+def parse_json_line(path, number, line, problems):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        problems.report(f"{path}:{number}: not a JSON object ({error.msg})")
+        return None
+    if not isinstance(record, dict):
+        problems.report(f"{path}:{number}: not a JSON object")
+        return None
+    return record
+
+
+def read_tnews(path, problems):
+    examples = []
+    for number, line in read_lines(path):
+        record = parse_json_line(path, number, line, problems)
+        if record is None:
+            continue
+        if not isinstance(record.get("sentence"), str):
+            problems.report(f"{path}:{number}: no \"sentence\" string")
+            continue
+        label = record.get("label")
+        examples.append(Example(record["sentence"], None if label is None else str(label), number, line))
+    return examples
+
+
+def read_cola(path, problems):
+    examples = []
+    lines = read_lines(path)
+    if lines and tuple(lines[0][1].split("\t")) == COLA_TEST_HEADER:  # the test file: index, sentence
+        return [Example(line.split("\t", 1)[1], None, number, line) for number, line in lines[1:]]
+    for number, line in lines:
+        fields = line.split("\t")
+        if len(fields) != COLA_COLUMNS:
+            problems.report(f"{path}:{number}: expected {COLA_COLUMNS} tab-separated fields "
+                            f"(source, label, original label, sentence), got {len(fields)}")
+            continue
+        examples.append(Example(fields[3], fields[1], number, line))
+    return examples
+
+
+def read_cluener(path, problems):
+    examples = []
+    for number, line in read_lines(path):
+        record = parse_json_line(path, number, line, problems)
+        if record is None:
+            continue
+        text = record.get("text")
+        if not isinstance(text, str):
+            problems.report(f"{path}:{number}: no \"text\" string")
+            continue
+        spans = cluener_spans(path, number, text, record.get("label"), problems)
+        if spans is not False:
+            examples.append(Example(text, spans, number, line))
+    return examples
+
+
+def cluener_spans(path, number, text, label, problems):
+    """[(type, start, end_inclusive)] of a CLUENER label dict; None if unlabelled, False if invalid."""
+    if label is None:
+        return None
+    spans = []
+    try:
+        for entity_type, entities in label.items():
+            for entity, positions in entities.items():
+                for start, end in positions:
+                    if not (0 <= start <= end < len(text)) or text[start:end + 1] != entity:
+                        problems.report(f"{path}:{number}: {entity_type} span [{start}, {end}] does not hold "
+                                        f"{entity!r} in the text")
+                        return False
+                    spans.append((entity_type, start, end))
+    except (AttributeError, TypeError, ValueError):
+        problems.report(f"{path}:{number}: \"label\" is not {{type: {{entity: [[start, end], ...]}}}}")
+        return False
+    return outermost_spans(spans, problems, f"{path}:{number}")
+
+
+def outermost_spans(spans, problems, where):
+    """Drop spans that overlap a longer one (one tag per character holds one entity): CLUENER's train
+    file nests a company inside a book title once. Each drop is noted as a warning."""
+    kept = []
+    for span in sorted(spans, key=lambda span: (span[1] - span[2], span[1])):  # longest first
+        if any(span[1] <= other[2] and other[1] <= span[2] for other in kept):
+            problems.warnings.append(f"{where}: dropped {span}, which overlaps a longer entity")
+        else:
+            kept.append(span)
+    return sorted(kept, key=lambda span: span[1])
+
+
+READERS = {"tnews": read_tnews, "cola": read_cola, "cluener": read_cluener}
+
+
+# ---------------------------------------------------------------- labels
+
+def read_label_file(path, task):
+    """Labels in id order from a TNEWS labels.json (JSON lines) or a CLUENER labels.json (a JSON list)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if task == "cluener":
+            labels = json.loads(text)
+        else:
+            labels = [str(json.loads(line)["label"]) for line in text.splitlines() if line.strip()]
+    except OSError as error:
+        raise DataError(f"--label_file {path}: cannot read ({error.strerror})") from None
+    except (ValueError, KeyError, TypeError):
+        expected = "a JSON list of entity types" if task == "cluener" else 'JSON lines with a "label"'
+        raise DataError(f"--label_file {path}: expected {expected}") from None
+    if not isinstance(labels, list) or len(set(labels)) != len(labels) or not labels:
+        raise DataError(f"--label_file {path}: expected a non-empty list of distinct labels")
+    return labels
+
+
+def build_label_map(task, examples, label_file, tag_scheme):
+    """{label: id}: from the label file when given, else from the data (sorted, so it is reproducible)."""
+    if task == "cola":
+        return {label: index for index, label in enumerate(COLA_LABELS)}
+    if task == "cluener":
+        types = (read_label_file(label_file, task) if label_file else
+                 sorted({span[0] for example in examples if example.label for span in example.label}))
+        return {tag: index for index, tag in enumerate(label_list(types, tag_scheme))}
+    labels = (read_label_file(label_file, task) if label_file else
+              sorted({example.label for example in examples if example.label is not None}))
+    return {label: index for index, label in enumerate(labels)}
+
+
+# ---------------------------------------------------------------- rows
+
+def pad(ids, length):
+    values = np.zeros(length, np.int64)
+    values[:len(ids)] = ids
+    return values
+
+
+def encode(token_ids, max_seq_length):
+    """input_ids, input_mask, segment_ids of one `[CLS] ... [SEP]` sequence (already with its specials)."""
+    return {"input_ids": pad(token_ids, max_seq_length),
+            "input_mask": pad([1] * len(token_ids), max_seq_length),
+            "segment_ids": np.zeros(max_seq_length, np.int64)}
+
+
+class RowBuilder:
+    """Examples -> rows of one task; counts truncations and unknown labels."""
+
+    def __init__(self, task, tokenizer, label_map, max_seq_length, tag_scheme, source):
+        self.task, self.tokenizer, self.label_map = task, tokenizer, label_map
+        self.max_seq_length, self.tag_scheme, self.source = max_seq_length, tag_scheme, source
+        self.max_tokens = max_seq_length - SPECIAL_TOKENS_PER_TEXT
+        self.truncated = 0
+
+    def wrap(self, token_ids):
+        return ([self.tokenizer.vocab["[CLS]"]] + token_ids[:self.max_tokens] + [self.tokenizer.vocab["[SEP]"]])
+
+    def row(self, example):
+        if self.task == "cluener":
+            return self.tagging_row(example)
+        tokens = self.tokenizer.tokenize(example.text)
+        self.truncated += len(tokens) > self.max_tokens
+        row = encode(self.wrap(self.tokenizer.convert_tokens_to_ids(tokens)), self.max_seq_length)
+        row["label_ids"] = np.array([self.label_id(example, example.label)], np.int64)
+        return row
+
+    def tagging_row(self, example):
+        self.truncated += len(example.text) > self.max_tokens
+        row = encode(self.wrap(character_token_ids(self.tokenizer, example.text)), self.max_seq_length)
+        try:
+            tags = spans_to_tags(len(example.text), example.label or [], self.tag_scheme)
+        except TaggingError as error:
+            raise DataError(f"{self.source}:{example.line}: {error}") from None
+        tag_ids = [self.label_id(example, tag) for tag in tags[:self.max_tokens]]
+        outside = self.label_map[OUTSIDE_TAG]
+        row["label_ids"] = pad([outside] + tag_ids + [outside], self.max_seq_length)
+        row["label_ids"][len(tag_ids) + SPECIAL_TOKENS_PER_TEXT:] = outside
+        return row
+
+    def label_id(self, example, label):
+        if label is None:  # an unlabelled (test) record
+            return 0
+        if label not in self.label_map:
+            raise DataError(f"{self.source}:{example.line}: label {label!r} is not in the label map "
+                            f"({', '.join(list(self.label_map)[:20])}); check --label_file")
+        return self.label_map[label]
+
+
+def character_token_ids(tokenizer, text):
+    """One token id per character of `text` (NER): the character's own token, else [UNK]."""
+    unk = tokenizer.vocab["[UNK]"]
+    ids = []
+    for char in text:
+        tokens = tokenizer.tokenize(char)
+        ids.append(tokenizer.vocab.get(tokens[0], unk) if len(tokens) == 1 else unk)
+    return ids
+
+
+def read_cluener_rows(path, vocab_file, label_map, max_seq_length, tag_scheme, do_lower_case=True, on_error="fail"):
+    """(examples, rows) of a CLUENER JSON file, as the converter would write them (for evaluation
+    and CLUENER submissions straight from the distributed file; unlabelled records get all-O tags)."""
+    examples = read_cluener(path, Problems(on_error))
+    if not examples:
+        raise DataError(f"{path}: no usable records")
+    builder = RowBuilder("cluener", FullTokenizer(vocab_file, do_lower_case), label_map, max_seq_length,
+                         tag_scheme, path)
+    return examples, [builder.row(example) for example in examples]
+
+
+def classifier_columns(task, max_seq_length):
+    label_length = max_seq_length if task == "cluener" else 1
+    return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
+            "segment_ids": ("int64", max_seq_length), "label_ids": ("int64", label_length)}
+
+
+# ---------------------------------------------------------------- splitting and writing
+
+def split_examples(examples, dev_fraction, seed):
+    """(train, dev): a seeded random `dev_fraction` of the examples, both in input order."""
+    if not dev_fraction:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    dev_indices = set(order[:round(len(examples) * dev_fraction)])
+    return ([e for i, e in enumerate(examples) if i not in dev_indices],
+            [e for i, e in enumerate(examples) if i in dev_indices])
+
+
+def write_rows(output_dir, split, rows, column_types, output_format):
+    path = os.path.join(output_dir, f"{split}.{EXTENSIONS[output_format]}")
+    if output_format == "tfrecord":
+        write_tfrecord(path, rows)
+    else:
+        write_mindrecord(path, rows, column_types, "bert_finetune")
+    write_json(schema_json(column_types, len(rows)), os.path.join(output_dir, f"{split}_schema.json"))
+    return path
+
+
+def write_json(value, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def write_raw(output_dir, split, examples, extension):
+    with open(os.path.join(output_dir, f"{split}.{extension}"), "w", encoding="utf-8") as f:
+        f.writelines(example.raw + "\n" for example in examples)
+
+
+def convert_labelled_task(args, problems):
+    """tnews, cola, cluener: read, split, label-map, write; returns the stats dict."""
+    examples = READERS[args.task](args.input_file, problems)
+    if not examples:
+        raise DataError(f"{args.input_file}: no usable records")
+    label_map = build_label_map(args.task, examples, args.label_file, args.tag_scheme)
+    tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
+    builder = RowBuilder(args.task, tokenizer, label_map, args.max_seq_length, args.tag_scheme, args.input_file)
+    splits = dict(zip(("train", "dev"), split_examples(examples, args.dev_fraction, args.split_seed)))
+    if not args.dev_fraction:
+        splits = {args.split: examples}
+    columns = classifier_columns(args.task, args.max_seq_length)
+    stats = {"task": args.task, "input_file": args.input_file, "examples": len(examples), "splits": {}}
+    for split, split_examples_ in splits.items():
+        rows = [builder.row(example) for example in split_examples_]
+        path = write_rows(args.output_dir, split, rows, columns, args.output_format)
+        if args.dev_fraction:
+            write_raw(args.output_dir, split, split_examples_, "tsv" if args.task == "cola" else "json")
+        stats["splits"][split] = {"rows": len(rows), "file": os.path.basename(path)}
+        print(f"{split}: {len(rows)} rows -> {path}")
+    write_json(label_map, os.path.join(args.output_dir, "label2id.json"))
+    stats["num_labels"] = len(label_map)
+    stats["truncated"] = builder.truncated
+    return stats
+
+
+def convert_squad_task(args, problems):
+    """squad: split by article (with --dev_fraction), then training features for `train`,
+    evaluation features (with unique_ids) for `dev`; returns the stats dict."""
+    from src import squad
+    splits = {args.split: args.input_file}
+    if args.dev_fraction:
+        splits = split_squad_file(args.input_file, args.output_dir, args.dev_fraction, args.split_seed)
+    tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
+    stats = {"task": "squad", "input_file": args.input_file, "splits": {}}
+    for split, path in splits.items():
+        is_training = split == "train"
+        examples, skipped = squad.read_squad_examples(path, is_training, args.on_error)
+        problems.skipped += [f"{path}: question without a locatable answer"] * skipped
+        rows = [squad.feature_row(feature, is_training) for feature in squad.iter_features(
+            examples, tokenizer, is_training, args.max_seq_length, args.doc_stride, args.max_query_length)]
+        columns = squad.train_columns(args.max_seq_length) if is_training else squad.eval_columns(args.max_seq_length)
+        output = write_rows(args.output_dir, split, rows, columns, args.output_format)
+        stats["splits"][split] = {"questions": len(examples), "rows": len(rows), "file": os.path.basename(output)}
+        print(f"{split}: {len(examples)} questions, {len(rows)} windows -> {output}")
+    return stats
+
+
+def split_squad_file(path, output_dir, dev_fraction, seed):
+    """Write train.json and dev.json (SQuAD format) holding a seeded random `dev_fraction` of the
+    articles in dev.json (at least one); returns {split: path}."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            dataset = json.load(f)
+        articles = dataset["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError(f"{path}: not a SQuAD JSON file (an object with a \"data\" list)") from None
+    order = list(range(len(articles)))
+    random.Random(seed).shuffle(order)
+    dev_indices = set(order[:max(1, round(len(articles) * dev_fraction))])
+    if len(dev_indices) == len(articles):
+        raise DataError(f"{path}: {len(articles)} articles cannot be split into train and dev")
+    paths = {}
+    for split, keep in (("train", False), ("dev", True)):
+        subset = [article for index, article in enumerate(articles) if (index in dev_indices) == keep]
+        paths[split] = os.path.join(output_dir, f"{split}.json")
+        write_json({"data": subset, "version": dataset.get("version", "1.1")}, paths[split])
+    return paths
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", required=True, choices=TASKS, help="input format")
+    parser.add_argument("--input_file", required=True, help="the task's data file, as distributed")
+    parser.add_argument("--output_dir", required=True, help="where the records, schemas and label map go")
+    parser.add_argument("--vocab_file", required=True, help="WordPiece vocabulary of the model to fine-tune")
+    parser.add_argument("--label_file", default="",
+                        help="tnews/cluener labels.json fixing the label ids (default: the data's labels, sorted)")
+    parser.add_argument("--do_lower_case", type=bool_flag, default=True,
+                        help="lower-case and strip accents (true for uncased and Chinese vocabularies)")
+    parser.add_argument("--max_seq_length", type=int, default=None,
+                        help="tokens per row (default: 384 for squad, else 128)")
+    parser.add_argument("--tag_scheme", choices=SCHEMES, default="BIO",
+                        help="cluener: BIO, BIOES, or BMES (the model zoo's S_/B_/M_/E_)")
+    parser.add_argument("--doc_stride", type=int, default=128, help="squad: tokens between window starts")
+    parser.add_argument("--max_query_length", type=int, default=64, help="squad: question tokens kept")
+    parser.add_argument("--dev_fraction", type=float, default=0.0,
+                        help="hold out this fraction as a dev split (squad: of the articles)")
+    parser.add_argument("--split_seed", type=int, default=12345, help="seed of the dev split")
+    parser.add_argument("--split", choices=("train", "dev"), default="train",
+                        help="without --dev_fraction: the name of the one split written "
+                             "(squad: train = training features, dev = evaluation features)")
+    parser.add_argument("--output_format", choices=tuple(EXTENSIONS), default="tfrecord", help="file format")
+    parser.add_argument("--on_error", choices=("fail", "skip"), default="fail",
+                        help="a malformed or inconsistent record: stop, or skip it and count it")
+    args = parser.parse_args(argv)
+    if args.max_seq_length is None:
+        args.max_seq_length = 384 if args.task == "squad" else 128
+    return args
+
+
+def check_args(args):
+    if not 0.0 <= args.dev_fraction < 1.0:
+        raise DataError(f"--dev_fraction: expected a fraction in [0, 1), got {args.dev_fraction}")
+    if args.max_seq_length <= SPECIAL_TOKENS_PER_TEXT:
+        raise DataError(f"--max_seq_length: expected more than {SPECIAL_TOKENS_PER_TEXT}, got {args.max_seq_length}")
+    if not os.path.isfile(args.input_file):
+        raise DataError(f"--input_file {args.input_file}: no such file")
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    check_args(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    problems = Problems(args.on_error)
+    if args.task == "squad":
+        stats = convert_squad_task(args, problems)
+    else:
+        stats = convert_labelled_task(args, problems)
+    stats["skipped"], stats["warnings"] = len(problems.skipped), problems.warnings
+    write_json(stats, os.path.join(args.output_dir, "stats.json"))
+    for message in problems.skipped[:MESSAGES_SHOWN] + problems.warnings[:MESSAGES_SHOWN]:
+        print(f"warning: {message}", file=sys.stderr)
+    if problems.skipped:
+        print(f"warning: skipped {len(problems.skipped)} records", file=sys.stderr)
+    if stats.get("truncated"):
+        print(f"warning: {stats['truncated']} inputs longer than {args.max_seq_length - 2} tokens were truncated",
+              file=sys.stderr)
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The fine-tuning job shared by run_classifier.py, run_ner.py and run_squad.py.
+
+    train_task     pretrained encoder -> trained task model -> `<task>.ckpt` (+ `<task>.yaml`)
+    load_task_model  a fine-tuned checkpoint -> a task model ready to predict
+    predict        run a task model over a dataset, collecting inputs and outputs
+
+Training reuses pretraining's pieces unchanged: the one train cell (loss
+scale, clipping, accumulation), the optimizers and learning-rate schedule
+(warmup over `warmup_proportion` of the steps, then polynomial decay) and the
+training loop (progress lines, metrics.jsonl). The result is a weights-only
+checkpoint of the task model plus a YAML file holding its `model:` section, so
+`--model_config=<task>.yaml` rebuilds the same model for evaluation or export.
+"""
+
+import json
+import os
+
+import mindspore as ms
+import mindspore.dataset as ds
+import numpy as np
+import yaml
+
+from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint, save_checkpoint_atomic
+from src.checkpoint import write_text_atomic
+from src.config import ConfigError
+from src.dataset import create_dataset
+from src.optimizers import build_optimizer
+from src.plotting import plot_training
+from src.training import (ENCODER_PREFIX, METRICS_FILE, TrainingPlan, build_train_cell, check_writable, init_device,
+                          train)
+
+RESULTS_FILE = "eval_results.json"
+LOSS_PLOT = "loss.png"
+
+
+def setup(cfg):
+    """Check the job's switches and paths, set the device and seeds; before any data is read."""
+    if not (cfg.do_train or cfg.do_eval):
+        raise ConfigError("nothing to do: set --do_train=true and/or --do_eval=true")
+    if cfg.do_train and not cfg.train_data_file_path:
+        raise ConfigError("--train_data_file_path: required with --do_train=true")
+    if cfg.do_eval and not cfg.eval_data_file_path:
+        raise ConfigError("--eval_data_file_path: required with --do_eval=true")
+    if cfg.do_eval and not cfg.do_train and not cfg.load_finetune_checkpoint_path:
+        raise ConfigError("--load_finetune_checkpoint_path: required to evaluate without training")
+    for key in ("train_batch_size", "eval_batch_size", "epoch_num", "accumulation_steps", "log_every_steps",
+                "max_overflow_steps_at_floor"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be at least 1, got {getattr(cfg, key)}")
+    if not 0.0 <= cfg.warmup_proportion <= 1.0:
+        raise ConfigError(f"warmup_proportion: expected a fraction in [0, 1], got {cfg.warmup_proportion}")
+    init_device(cfg)
+    ms.set_seed(cfg.random_seed)
+    ds.config.set_seed(cfg.random_seed)
+    check_writable(cfg.output_dir, "output_dir")
+
+
+def load_pretrained_encoder(network, path):
+    """Initialise the encoder (`bert.*`) of a task network from a pretraining, converted or fine-tuned
+    checkpoint; the task head keeps its random initialisation. Every encoder parameter must be there
+    with the same shape (a different vocabulary or architecture fails with the list of differences)."""
+    saved = read_checkpoint(path)
+    encoder = {param.name: param for param in network.get_parameters() if param.name.startswith(ENCODER_PREFIX)}
+    saved = {name: value for name, value in saved.items() if name.startswith(ENCODER_PREFIX)}
+    if not saved:
+        raise CheckpointMismatchError(f"--load_pretrain_checkpoint_path {path}: no encoder parameters "
+                                      f"({ENCODER_PREFIX}*) in it")
+    heads = {param.name: param for param in network.get_parameters() if param.name not in encoder}
+    load_params_into(network, {**saved, **heads}, path)
+
+
+def train_task(cfg, config, network, columns, task_name):
+    """Fine-tune `network` (a loss network of src/bert_for_finetune.py) on the training data.
+
+    Returns the path of the saved task-model checkpoint.
+    """
+    dataset = create_dataset(cfg.train_data_file_path, columns, cfg.train_batch_size,
+                             do_shuffle=cfg.train_data_shuffle, schema_dir=cfg.schema_file_path,
+                             dataset_format=cfg.dataset_format, seq_length=config.seq_length)
+    steps_per_epoch = dataset.get_dataset_size() // cfg.accumulation_steps
+    if steps_per_epoch < 1:
+        raise ConfigError(f"train_data_file_path: {dataset.get_dataset_size()} batches of {cfg.train_batch_size} "
+                          f"do not make one step of {cfg.accumulation_steps} micro-batches")
+    total_steps = cfg.epoch_num * steps_per_epoch
+    if cfg.load_pretrain_checkpoint_path:
+        load_pretrained_encoder(network, cfg.load_pretrain_checkpoint_path)
+    else:
+        print("warning: no --load_pretrain_checkpoint_path: the encoder starts from random weights")
+    try:
+        optimizer = build_optimizer(cfg, network.trainable_params(), total_steps, cfg.device_target,
+                                    warmup_steps=int(cfg.warmup_proportion * total_steps))
+        train_cell = build_train_cell(network, optimizer, cfg)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    plan = TrainingPlan(total_steps=total_steps, micro_batches_per_step=cfg.accumulation_steps,
+                        samples_per_micro_batch=cfg.train_batch_size, steps_per_epoch=steps_per_epoch,
+                        log_every_steps=cfg.log_every_steps, save_checkpoint_steps=0, save_checkpoint_num=1,
+                        checkpoint_dir="", output_dir=cfg.output_dir,
+                        max_overflow_steps_at_floor=cfg.max_overflow_steps_at_floor)
+    train(train_cell, dataset, plan)
+    plot_training(os.path.join(cfg.output_dir, METRICS_FILE), os.path.join(cfg.output_dir, LOSS_PLOT),
+                  f"{task_name} fine-tuning")
+    return save_task_model(cfg, config, network, task_name)
+
+
+def save_task_model(cfg, config, network, task_name):
+    """`<save dir>/<task>.ckpt` (weights only) and `<task>.yaml` (its model section)."""
+    directory = cfg.save_finetune_checkpoint_path or cfg.output_dir
+    check_writable(directory, "save_finetune_checkpoint_path")
+    path = os.path.join(directory, f"{task_name}.ckpt")
+    save_checkpoint_atomic(network, path)
+    model_yaml = yaml.safe_dump({"model": dict(vars(config))}, sort_keys=False)
+    write_text_atomic(f"# model of {os.path.basename(path)}; use with --model_config\n" + model_yaml,
+                      os.path.splitext(path)[0] + ".yaml")
+    print(f"saved the fine-tuned model to {path}")
+    return path
+
+
+def load_task_model(model, path):
+    """Load a fine-tuned checkpoint into a task model; names and shapes must match exactly
+    (a checkpoint of another task or size fails with the list of differences)."""
+    load_params_into(model, read_checkpoint(path), path)
+    model.set_train(False)
+    return model
+
+
+def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segment_ids")):
+    """Run `predictor` over `dataset`; returns ({column: all rows}, [output arrays, all rows])."""
+    columns, outputs = {}, []
+    for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
+        result = predictor(*[ms.Tensor(batch[name]) for name in input_columns])
+        result = result if isinstance(result, tuple) else (result,)
+        for name, values in batch.items():
+            columns.setdefault(name, []).append(values)
+        outputs.append([value.asnumpy() for value in result])
+    if not outputs:
+        raise ConfigError("eval_data_file_path: no rows to evaluate")
+    return ({name: np.concatenate(values) for name, values in columns.items()},
+            [np.concatenate(values) for values in zip(*outputs)])
+
+
+def eval_dataset(cfg, config, columns):
+    """The evaluation data, in file order unless `eval_data_shuffle`, every row kept."""
+    return create_dataset(cfg.eval_data_file_path, columns, cfg.eval_batch_size, do_shuffle=cfg.eval_data_shuffle,
+                          dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
+
+
+def read_label_map(path, num_class):
+    """{label: id} from a label2id.json; its size must equal `num_class`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            label_map = json.load(f)
+    except OSError as error:
+        raise ConfigError(f"--label2id_file_path {path}: cannot read ({error.strerror})") from None
+    except ValueError:
+        raise ConfigError(f"--label2id_file_path {path}: not JSON") from None
+    if not isinstance(label_map, dict) or sorted(label_map.values()) != list(range(len(label_map))):
+        raise ConfigError(f"--label2id_file_path {path}: expected {{label: id}} with ids 0..N-1")
+    if len(label_map) != num_class:
+        raise ConfigError(f"--num_class={num_class} disagrees with the {len(label_map)} labels of {path}")
+    return label_map
+
+
+def check_label_range(cfg, num_class, column="label_ids"):
+    """Every label id of the training data must be below `num_class`."""
+    dataset = create_dataset(cfg.train_data_file_path, (column,), batch_size=1024, dataset_format=cfg.dataset_format,
+                             drop_remainder=False)
+    largest = max(int(batch[0].max()) for batch in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
+    if largest >= num_class:
+        raise ConfigError(f"train_data_file_path: label id {largest} does not fit --num_class={num_class}")
+
+
+def save_results(cfg, results):
+    path = os.path.join(cfg.output_dir, RESULTS_FILE)
+    write_text_atomic(json.dumps(results, indent=2, ensure_ascii=False) + "\n", path)
+    print(f"results written to {path}")
+
+
+def rows_dataset(rows, columns, batch_size):
+    """A batched dataset of in-memory rows ({column: array}), in order, every row kept."""
+    data = {name: np.stack([row[name] for row in rows]).astype(np.int32) for name in columns}
+    dataset = ds.NumpySlicesDataset(data, column_names=list(columns), shuffle=False)
+    return dataset.batch(batch_size, drop_remainder=False)
