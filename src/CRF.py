@@ -101,18 +101,21 @@ class CRF(nn.Cell):
         Outputs:
             float32 [B].
         """
-        weights = mask.astype(ms.float32)                                            # [B, S]
-        # Padded tags become 0, a valid index; their scores are then weighted by 0.
+        is_real = mask > 0                                                           # [B, S]
+        # Padded tags become 0, a valid index; their scores are then replaced by 0
+        # (with `where`, not a product, so inf or NaN padding cannot leak in).
         tags = tags * mask                                                           # [B, S]
         emission_scores = ops.gather_elements(emissions, 2, tags.expand_dims(2)).squeeze(2)  # [B, S]
+        emission_scores = ops.where(is_real, emission_scores, 0.0)                   # [B, S]
         # Row-major index of (previous tag, tag) in the flattened [T * T] table.
         pair_index = tags[:, :-1] * self.num_tags + tags[:, 1:]                      # [B, S - 1]
         transition_scores = ops.gather(self.transitions.reshape(-1), pair_index, 0)  # [B, S - 1]
+        transition_scores = ops.where(is_real[:, 1:], transition_scores, 0.0)        # [B, S - 1]
         lengths = mask.sum(1).astype(ms.int32)                                       # [B]
         last_tags = ops.gather_elements(tags, 1, (lengths - 1).expand_dims(1)).squeeze(1)  # [B]
         return (ops.gather(self.start_transitions, tags[:, 0], 0)
-                + (emission_scores * weights).sum(1)
-                + (transition_scores * weights[:, 1:]).sum(1)
+                + emission_scores.sum(1)
+                + transition_scores.sum(1)
                 + ops.gather(self.end_transitions, last_tags, 0))
 
     def log_partition(self, emissions, mask):
@@ -172,7 +175,7 @@ class CRF(nn.Cell):
             next_score = ops.amax(scores, 1) + ops.gather(emissions, t, 0)            # [B, T]
             real = ops.gather(is_real, t, 0)                                         # [B, 1]
             score = ops.where(real, next_score, score)                               # [B, T]
-            backpointers[t] = ops.where(real, best_previous, stay)
+            backpointers[t] = best_previous
             t = t + 1
         score = score + self.end_transitions                                         # [B, T]
         best_score = ops.amax(score, 1)                                              # [B]

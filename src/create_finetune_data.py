@@ -163,20 +163,19 @@ def cluener_spans(path, number, text, label, problems):
     """[(type, start, end_inclusive)] of a CLUENER label dict; None if unlabelled, False if invalid."""
     if label is None:
         return None
-    spans = []
     try:
-        for entity_type, entities in label.items():
-            for entity, positions in entities.items():
-                for start, end in positions:
-                    if not (0 <= start <= end < len(text)) or text[start:end + 1] != entity:
-                        problems.report(f"{path}:{number}: {entity_type} span [{start}, {end}] does not hold "
-                                        f"{entity!r} in the text")
-                        return False
-                    spans.append((entity_type, start, end))
+        located = [(entity_type, entity, int(start), int(end)) for entity_type, entities in label.items()
+                   for entity, positions in entities.items() for start, end in positions]
     except (AttributeError, TypeError, ValueError):
         problems.report(f"{path}:{number}: \"label\" is not {{type: {{entity: [[start, end], ...]}}}}")
         return False
-    return outermost_spans(spans, problems, f"{path}:{number}")
+    for entity_type, entity, start, end in located:
+        if not (0 <= start <= end < len(text)) or text[start:end + 1] != entity:
+            problems.report(f"{path}:{number}: {entity_type} span [{start}, {end}] does not hold {entity!r} "
+                            "in the text")
+            return False
+    return outermost_spans([(entity_type, start, end) for entity_type, _, start, end in located], problems,
+                           f"{path}:{number}")
 
 
 def outermost_spans(spans, problems, where):
@@ -327,13 +326,28 @@ def split_examples(examples, dev_fraction, seed):
 
 
 def write_rows(output_dir, split, rows, column_types, output_format):
+    """Write `rows` (any iterable: TFRecords are written as they come) and the split's schema;
+    returns (path, number of rows)."""
     path = os.path.join(output_dir, f"{split}.{EXTENSIONS[output_format]}")
+    counted = CountingIterator(rows)
     if output_format == "tfrecord":
-        write_tfrecord(path, rows)
+        write_tfrecord(path, counted)
     else:
-        write_mindrecord(path, rows, column_types, "bert_finetune")
-    write_json(schema_json(column_types, len(rows)), os.path.join(output_dir, f"{split}_schema.json"))
-    return path
+        write_mindrecord(path, list(counted), column_types, "bert_finetune")
+    write_json(schema_json(column_types, counted.count), os.path.join(output_dir, f"{split}_schema.json"))
+    return path, counted.count
+
+
+class CountingIterator:
+    """Iterates over `items`, counting them (a generator of rows has no len)."""
+
+    def __init__(self, items):
+        self.items, self.count = iter(items), 0
+
+    def __iter__(self):
+        for item in self.items:
+            self.count += 1
+            yield item
 
 
 def write_json(value, path):
@@ -361,12 +375,12 @@ def convert_labelled_task(args, problems):
     columns = classifier_columns(args.task, args.max_seq_length)
     stats = {"task": args.task, "input_file": args.input_file, "examples": len(examples), "splits": {}}
     for split, split_examples_ in splits.items():
-        rows = [builder.row(example) for example in split_examples_]
-        path = write_rows(args.output_dir, split, rows, columns, args.output_format)
+        rows = (builder.row(example) for example in split_examples_)
+        path, count = write_rows(args.output_dir, split, rows, columns, args.output_format)
         if args.dev_fraction:
             write_raw(args.output_dir, split, split_examples_, "tsv" if args.task == "cola" else "json")
-        stats["splits"][split] = {"rows": len(rows), "file": os.path.basename(path)}
-        print(f"{split}: {len(rows)} rows -> {path}")
+        stats["splits"][split] = {"rows": count, "file": os.path.basename(path)}
+        print(f"{split}: {count} rows -> {path}")
     write_json(label_map, os.path.join(args.output_dir, "label2id.json"))
     stats["num_labels"] = len(label_map)
     stats["truncated"] = builder.truncated
@@ -386,12 +400,12 @@ def convert_squad_task(args, problems):
         is_training = split == "train"
         examples, skipped = squad.read_squad_examples(path, is_training, args.on_error)
         problems.skipped += [f"{path}: question without a locatable answer"] * skipped
-        rows = [squad.feature_row(feature, is_training) for feature in squad.iter_features(
-            examples, tokenizer, is_training, args.max_seq_length, args.doc_stride, args.max_query_length)]
+        rows = (squad.feature_row(feature, is_training) for feature in squad.iter_features(
+            examples, tokenizer, is_training, args.max_seq_length, args.doc_stride, args.max_query_length))
         columns = squad.train_columns(args.max_seq_length) if is_training else squad.eval_columns(args.max_seq_length)
-        output = write_rows(args.output_dir, split, rows, columns, args.output_format)
-        stats["splits"][split] = {"questions": len(examples), "rows": len(rows), "file": os.path.basename(output)}
-        print(f"{split}: {len(examples)} questions, {len(rows)} windows -> {output}")
+        output, count = write_rows(args.output_dir, split, rows, columns, args.output_format)
+        stats["splits"][split] = {"questions": len(examples), "rows": count, "file": os.path.basename(output)}
+        print(f"{split}: {len(examples)} questions, {count} windows -> {output}")
     return stats
 
 

@@ -62,6 +62,8 @@ NBEST_FILE = "nbest_predictions.json"
 
 ON_ERROR_CHOICES = ("fail", "skip")
 
+TYPE_NAMES = {list: "a list", str: "a string", int: "an integer"}  # for messages about the JSON's fields
+
 
 class SquadDataError(UserError):
     """The SQuAD file is unreadable, not SQuAD-shaped, or an answer does not match its context."""
@@ -161,7 +163,7 @@ def read_squad_examples(input_file, is_training, on_error="fail"):
             doc_tokens, char_to_word_offset = split_doc_tokens(context)
             for qa_index, qa in enumerate(_field(paragraph, "qas", input_file, where, list)):
                 qa_where = f"{where}.qas[{qa_index}]"
-                qas_id = str(_field(qa, "id", input_file, qa_where, (str, int)))
+                qas_id = _field(qa, "id", input_file, qa_where, str)  # the key of predictions.json
                 qa_where = f"question {qas_id}"
                 # Unlabelled questions can still be predicted: answers are needed for training only.
                 answers = _field(qa, "answers", input_file, qa_where, list) if is_training or "answers" in qa else []
@@ -188,15 +190,9 @@ def _field(record, key, input_file, where, expected_type):
         raise SquadDataError(f"{input_file}: {where}: expected an object with a {key!r} field")
     value = record[key]
     if not isinstance(value, expected_type) or isinstance(value, bool):
-        raise SquadDataError(f"{input_file}: {where}: {key!r} is a {type(value).__name__}, "
-                             f"expected {_type_names(expected_type)}")
+        raise SquadDataError(f"{input_file}: {where}: {key!r} has type {type(value).__name__}, "
+                             f"expected {TYPE_NAMES[expected_type]}")
     return value
-
-
-def _type_names(expected_type):
-    names = {list: "a list", str: "a string", int: "an integer"}
-    types = expected_type if isinstance(expected_type, tuple) else (expected_type,)
-    return " or ".join(names[t] for t in types)
 
 
 def _locate_answer(example, answers, context, char_to_word_offset, input_file):

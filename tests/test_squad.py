@@ -25,7 +25,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SQUAD_DEV_PART = os.path.join(REPO_ROOT, "..", "shared", "data", "squad", "dev-v1.1-part-a.json")
 UNCASED = os.path.join(REPO_ROOT, "data", "vocab", "bert-base-uncased-vocab.txt")
 
-VOCAB = ("[PAD] [UNK] [CLS] [SEP] [MASK] what when where was he born the man went to store and bought a "
+VOCAB = ("[PAD] [UNK] [CLS] [SEP] [MASK] what when where did he buy was born the man went to store and bought a "
          "gallon of milk leader john smith ( 1895 - 1943 ) . japanese electronics industry cafe royal , "
          "in paris").split()
 CLS_ID, SEP_ID = 2, 3
@@ -96,7 +96,7 @@ def test_answer_not_in_context_fails_or_is_skipped(tmp_path):
     path = write_squad(tmp_path / "bad.json", MILK, [("good", "what", "milk", MILK.index("milk")),
                                                      ("bad", "what", "milk", MILK.index("store"))])
     with pytest.raises(SquadDataError, match=r"bad\.json: question bad: expected the answer 'milk' in the "
-                                             r"words at character 19, found 'store'"):
+                                             r"words at character 20, found 'store'"):
         squad.read_squad_examples(path, is_training=True)
     examples, skipped = squad.read_squad_examples(path, is_training=True, on_error="skip")
     assert [example.qas_id for example in examples] == ["good"] and skipped == 1
@@ -121,6 +121,11 @@ def test_malformed_files_are_one_line_errors(tmp_path):
     with pytest.raises(SquadDataError, match=r"shape\.json: data\[0\]\.paragraphs\[0\]: expected an object "
                                              r"with a 'context' field"):
         squad.read_squad_examples(str(wrong_shape), is_training=False)
+    numbered = tmp_path / "numbered.json"
+    numbered.write_text('{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": 7}]}]}]}', encoding="utf-8")
+    with pytest.raises(SquadDataError, match=r"numbered\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]: 'id' has "
+                                             r"type int, expected a string"):
+        squad.read_squad_examples(str(numbered), is_training=False)
     with pytest.raises(SquadDataError, match="missing.json: cannot read"):
         squad.read_squad_examples(str(tmp_path / "missing.json"), is_training=False)
     with pytest.raises(ValueError, match="on_error must be one of fail, skip"):
@@ -136,7 +141,7 @@ def test_windows_and_max_context(tmp_path, tokenizer):
     # starting at positions 0, 3, 6, 9: A = words 0-4, B = 3-7, C = 6-10, D = 9-11.
     [example] = read_one(tmp_path, MILK, "milk")
     features = make_features([example], tokenizer, is_training=False, max_seq_length=9,
-                                                  doc_stride=3, max_query_length=64)
+                                                  doc_stride=3)
     assert [feature.doc_span_index for feature in features] == [0, 1, 2, 3]
     assert [feature.unique_id for feature in features] == [1000000000, 1000000001, 1000000002, 1000000003]
     assert [[feature.token_to_orig_map[p] for p in sorted(feature.token_to_orig_map)] for feature in features] \
@@ -169,7 +174,7 @@ def test_feature_layout(tmp_path, tokenizer):
     assert second.tokens == ["[CLS]", "what", "did", "[SEP]"] + MILK.split()[4:] + ["[SEP]"]
     assert first.input_ids.tolist()[:5] == [CLS_ID, VOCAB.index("what"), VOCAB.index("did"), SEP_ID,
                                             VOCAB.index("the")]
-    assert second.input_ids.tolist()[-4:] == [VOCAB.index("milk"), SEP_ID, 0, 0]
+    assert second.input_ids.tolist()[-5:] == [VOCAB.index("milk"), SEP_ID, 0, 0, 0]
     assert second.segment_ids.tolist() == [0] * 4 + [1] * 9 + [0] * 3
     assert second.input_mask.tolist() == [1] * 13 + [0] * 3
     assert first.input_ids.dtype == np.int64 and first.input_ids.shape == (16,)
@@ -216,7 +221,7 @@ def test_rows_match_their_columns(tmp_path, tokenizer):
     assert squad.feature_row(feature, True)["start_positions"].tolist() == [14]   # "milk": 3 + 11
     assert squad.feature_row(feature, False)["unique_ids"].tolist() == [1000000000]
     with pytest.raises(ValueError, match=r"max_seq_length \(67\) must exceed max_query_length \(64\) \+ 3"):
-        make_features([example], tokenizer, is_training=True, max_seq_length=67)
+        squad.convert_examples_to_features([example], tokenizer, is_training=True, max_seq_length=67)
 
 
 # ---------------------------------------------------------------------------
@@ -290,7 +295,7 @@ def test_start_only_in_its_max_context_window(tmp_path, tokenizer):
     # In window B (words 3-7) "bought" sits at position 3 + 4 = 7, but its max-context window is C.
     # In window C "gallon" (word 9) sits at position 3 + 3 = 6.
     results = [RawResult(feature.unique_id, [0.0] * 9, [0.0] * 9) for feature in features]
-    results[1].start_logits[7] = results[1].end_logits[7] = 10.0
+    results[1].start_logits[7] = 10.0  # "bought" alone would score 10 + 0 if window B could start it
     results[2].start_logits[6] = results[2].end_logits[6] = 3.0
     predictions, nbest = squad.make_predictions(examples, features, results)
     assert predictions == {"q1": "gallon"}
