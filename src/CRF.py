@@ -15,19 +15,26 @@ MindSpore model zoo's CRF scores the padding as if it were text; this one does
 not, so the loss and the decoded tags do not depend on how much a sequence is
 padded.
 
-Loops over the sequence. Both recursions (forward algorithm, Viterbi) run S - 1
-steps. They are written as `while` loops on a tensor counter, which graph mode
-compiles into one loop body instead of unrolling. Measured on CPU (2 cores) at
-B=32, S=128, T=41, first call (compile + one run) / later calls:
+Loops over the sequence. The forward algorithm and Viterbi each run S - 1
+steps, and Viterbi's backtracking S - 1 more. They are `while` loops on a
+tensor counter, which graph mode compiles as one loop body instead of
+unrolling. Measured on a shared 2-core CPU (load about 4.5, so noisy) at
+B=32, S=128, T=41, MindSpore 2.10, first call (compile + run) / later calls:
 
-    forward algorithm, unrolled Python `for`:   9.2 s / 0.10 s
-    forward + gradient, unrolled:               16.2 s / 0.25 s
-    forward algorithm, tensor `while`:          0.6 s / 0.08 s
-    forward + gradient, tensor `while`:         0.8 s / 0.26 s
+                         tensor `while`     unrolled Python `for`
+    neg_log_likelihood   1.5 s / 0.14 s     14 s / 0.22 s
+    NLL + gradients      2.0 s / 0.28 s     27 s / 0.35-0.6 s
+    decode               1.1 s / 0.07 s     30 s / 0.09-0.16 s
 
-Unrolling costs about 16 s of compile time in every graph that contains the
-loss and buys no speed, so the loops are not unrolled. (`ops.ForiLoop` with a
-tuple carry failed to compile in MindSpore 2.10.)
+Unrolling adds half a minute of compile time to every graph holding the loss
+or the decoder and buys no speed, so nothing is unrolled. (`ops.ForiLoop`
+with a tuple carry failed to compile in MindSpore 2.10.) PYNATIVE mode gives
+the same results but dispatches every step's ops one by one: at this size
+about 1.6 s for the loss and 15 s for loss + gradients on the same CPU, so
+train in GRAPH mode.
+
+The decoder, backtracking included, exports to MINDIR and runs from it
+(`ms.export`, then `nn.GraphCell(ms.load(...))`).
 
 Shape letters: B batch, S sequence length, T number of tags.
 """
@@ -45,10 +52,10 @@ class CRF(nn.Cell):
     the first step. Zeros make the untrained CRF a per-token softmax over the
     emissions and make the start independent of the random seed.
 
-    The mask must be a prefix of ones followed by zeros, and every sequence
-    must have at least one real token (position 0, the [CLS] token in BERT,
-    is always treated as real). Tags at padded positions are ignored and may
-    hold any value, e.g. -1.
+    The mask must be a prefix of ones followed by zeros with at least one real
+    token (position 0 holds [CLS] in BERT); this is assumed, not checked, in
+    the graph. Tags and emissions at padded positions are ignored and may hold
+    anything: tag -1, an out-of-range tag, inf or NaN scores.
 
     Args:
         num_tags (int): number of tags T.
@@ -101,17 +108,17 @@ class CRF(nn.Cell):
         Outputs:
             float32 [B].
         """
-        is_real = mask > 0                                                           # [B, S]
+        is_real = mask > 0                                                               # [B, S]
         # Padded tags become 0, a valid index; their scores are then replaced by 0
         # (with `where`, not a product, so inf or NaN padding cannot leak in).
-        tags = tags * mask                                                           # [B, S]
+        tags = tags * mask                                                               # [B, S]
         emission_scores = ops.gather_elements(emissions, 2, tags.expand_dims(2)).squeeze(2)  # [B, S]
-        emission_scores = ops.where(is_real, emission_scores, 0.0)                   # [B, S]
+        emission_scores = ops.where(is_real, emission_scores, 0.0)                       # [B, S]
         # Row-major index of (previous tag, tag) in the flattened [T * T] table.
-        pair_index = tags[:, :-1] * self.num_tags + tags[:, 1:]                      # [B, S - 1]
-        transition_scores = ops.gather(self.transitions.reshape(-1), pair_index, 0)  # [B, S - 1]
-        transition_scores = ops.where(is_real[:, 1:], transition_scores, 0.0)        # [B, S - 1]
-        lengths = mask.sum(1).astype(ms.int32)                                       # [B]
+        pair_index = tags[:, :-1] * self.num_tags + tags[:, 1:]                          # [B, S - 1]
+        transition_scores = ops.gather(self.transitions.reshape(-1), pair_index, 0)      # [B, S - 1]
+        transition_scores = ops.where(is_real[:, 1:], transition_scores, 0.0)            # [B, S - 1]
+        lengths = mask.sum(1).astype(ms.int32)                                           # [B]
         last_tags = ops.gather_elements(tags, 1, (lengths - 1).expand_dims(1)).squeeze(1)  # [B]
         return (ops.gather(self.start_transitions, tags[:, 0], 0)
                 + emission_scores.sum(1)
@@ -133,18 +140,18 @@ class CRF(nn.Cell):
             float32 [B].
         """
         seq_length = emissions.shape[1]
-        emissions = emissions.swapaxes(0, 1)                                        # [S, B, T]
+        emissions = emissions.swapaxes(0, 1)                                             # [S, B, T]
         # A float mask: the gradient of the loop's gather is not defined for bool.
-        is_real = mask.swapaxes(0, 1).astype(ms.float32).expand_dims(2)              # [S, B, 1]
-        alpha = self.start_transitions + emissions[0]                                # [B, T]
+        is_real = mask.swapaxes(0, 1).astype(ms.float32).expand_dims(2)                  # [S, B, 1]
+        alpha = self.start_transitions + emissions[0]                                    # [B, T]
         t = ms.Tensor(1, ms.int32)
         while t < seq_length:
-            # scores[b, i, j]: best-so-far ending in i, then i -> j.
-            scores = alpha.expand_dims(2) + self.transitions                         # [B, T, T]
-            next_alpha = ops.logsumexp(scores, 1) + ops.gather(emissions, t, 0)      # [B, T]
-            alpha = ops.where(ops.gather(is_real, t, 0) > 0, next_alpha, alpha)      # [B, T]
+            # scores[b, i, j]: all paths so far ending in tag i, then the step i -> j.
+            scores = alpha.expand_dims(2) + self.transitions                             # [B, T, T]
+            next_alpha = ops.logsumexp(scores, 1) + ops.gather(emissions, t, 0)          # [B, T]
+            alpha = ops.where(ops.gather(is_real, t, 0) > 0, next_alpha, alpha)          # [B, T]
             t = t + 1
-        return ops.logsumexp(alpha + self.end_transitions, 1)                        # [B]
+        return ops.logsumexp(alpha + self.end_transitions, 1)                            # [B]
 
     def decode(self, emissions, mask):
         """Viterbi decoding: the highest-scoring tag path of each sequence.
@@ -161,31 +168,32 @@ class CRF(nn.Cell):
         """
         emissions = emissions.astype(ms.float32)
         batch_size, seq_length, num_tags = emissions.shape
-        emissions = emissions.swapaxes(0, 1)                                         # [S, B, T]
-        is_real = mask.swapaxes(0, 1).expand_dims(2) > 0                             # [S, B, 1]
+        emissions = emissions.swapaxes(0, 1)                                             # [S, B, T]
+        is_real = mask.swapaxes(0, 1).expand_dims(2) > 0                                 # [S, B, 1]
         # Backpointer of a padded position: each tag points to itself, so that
         # backtracking walks through the padding unchanged to the last real token.
         stay = ops.broadcast_to(ops.arange(num_tags, dtype=ms.int32), (batch_size, num_tags))  # [B, T]
-        backpointers = ops.zeros((seq_length, batch_size, num_tags), ms.int32)      # [S, B, T]
-        score = self.start_transitions + emissions[0]                                # [B, T]
+        backpointers = ops.zeros((seq_length, batch_size, num_tags), ms.int32)           # [S, B, T]
+        score = self.start_transitions + emissions[0]                                    # [B, T]
         t = ms.Tensor(1, ms.int32)
         while t < seq_length:
-            scores = score.expand_dims(2) + self.transitions                         # [B, T, T]
-            best_previous = ops.argmax(scores, 1).astype(ms.int32)                   # [B, T]
-            next_score = ops.amax(scores, 1) + ops.gather(emissions, t, 0)            # [B, T]
-            real = ops.gather(is_real, t, 0)                                         # [B, 1]
-            score = ops.where(real, next_score, score)                               # [B, T]
-            backpointers[t] = best_previous
+            # scores[b, i, j]: the best path so far ending in tag i, then the step i -> j.
+            scores = score.expand_dims(2) + self.transitions                             # [B, T, T]
+            best_previous = ops.argmax(scores, 1).astype(ms.int32)                       # [B, T]
+            next_score = ops.amax(scores, 1) + ops.gather(emissions, t, 0)               # [B, T]
+            real = ops.gather(is_real, t, 0)                                             # [B, 1]
+            score = ops.where(real, next_score, score)                                   # [B, T]
+            backpointers[t] = ops.where(real, best_previous, stay)
             t = t + 1
-        score = score + self.end_transitions                                         # [B, T]
-        best_score = ops.amax(score, 1)                                              # [B]
-        tag = ops.argmax(score, 1).astype(ms.int32)                                  # [B]
-        best_tags = ops.zeros((seq_length, batch_size), ms.int32)                   # [S, B]
+        score = score + self.end_transitions                                             # [B, T]
+        best_score = ops.amax(score, 1)                                                  # [B]
+        tag = ops.argmax(score, 1).astype(ms.int32)                                      # [B]
+        best_tags = ops.zeros((seq_length, batch_size), ms.int32)                        # [S, B]
         best_tags[seq_length - 1] = tag
         t = ms.Tensor(seq_length - 1, ms.int32)
         while t > 0:
-            pointers = ops.gather(backpointers, t, 0)                                # [B, T]
-            tag = ops.gather_elements(pointers, 1, tag.expand_dims(1)).squeeze(1)    # [B]
+            pointers = ops.gather(backpointers, t, 0)                                    # [B, T]
+            tag = ops.gather_elements(pointers, 1, tag.expand_dims(1)).squeeze(1)        # [B]
             best_tags[t - 1] = tag
             t = t - 1
-        return best_tags.swapaxes(0, 1) * mask, best_score                          # [B, S], [B]
+        return best_tags.swapaxes(0, 1) * mask, best_score                               # [B, S], [B]

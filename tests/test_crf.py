@@ -41,7 +41,7 @@ class NllAndDecode(nn.Cell):
 
 
 class NllGrad(nn.Cell):
-    """The NLL and its gradients w.r.t. the emissions and the CRF's parameters."""
+    """Gradients of the NLL (`CRF.construct`) w.r.t. the emissions and the CRF's three tables."""
 
     def __init__(self, crf):
         super().__init__()
@@ -52,6 +52,17 @@ class NllGrad(nn.Cell):
     def construct(self, emissions, tags, mask):
         (emission_grad, _, _), weight_grads = self.grad(self.crf, self.weights)(emissions, tags, mask)
         return emission_grad, weight_grads
+
+
+class Decoder(nn.Cell):
+    """The decoder alone, as exported for inference."""
+
+    def __init__(self, crf):
+        super().__init__()
+        self.crf = crf
+
+    def construct(self, emissions, mask):
+        return self.crf.decode(emissions, mask)
 
 
 def random_crf(num_tags, seed=0):
@@ -139,9 +150,9 @@ def test_nll_gradient_is_marginals_minus_gold():
     emissions, tags = random_batch(MASK, NUM_TAGS, seed=3)
     # NaN padding: any leak into the loss or the gradient would show.
     emissions[MASK == 0] = np.nan
-    emission_grad, (transitions_grad, start_grad, end_grad) = [
-        grad.asnumpy() if isinstance(grad, ms.Tensor) else [g.asnumpy() for g in grad]
-        for grad in NllGrad(crf)(ms.Tensor(emissions), ms.Tensor(tags), ms.Tensor(MASK))]
+    emission_grad, weight_grads = NllGrad(crf)(ms.Tensor(emissions), ms.Tensor(tags), ms.Tensor(MASK))
+    emission_grad = emission_grad.asnumpy()
+    transitions_grad, start_grad, end_grad = [grad.asnumpy() for grad in weight_grads]
     batch_size, _, num_tags = emissions.shape
     expected_emission_grad = np.zeros(emissions.shape)
     expected_transitions_grad = np.zeros((num_tags, num_tags))
@@ -216,6 +227,17 @@ def test_full_size_graph_compiles_and_runs():
     assert best_tags.shape == mask.shape and best_score.shape == (2,)
     assert ((best_tags >= 0) & (best_tags < FULL_NUM_TAGS)).all()
     assert (best_tags[mask == 0] == 0).all()
+
+
+def test_decoder_exports_to_mindir(tmp_path):
+    crf, _ = random_crf(NUM_TAGS, seed=11)
+    emissions, _ = random_batch(MASK, NUM_TAGS, seed=12)
+    inputs = (ms.Tensor(emissions), ms.Tensor(MASK))
+    decoder = Decoder(crf)
+    ms.export(decoder, *inputs, file_name=str(tmp_path / "decoder"), file_format="MINDIR")
+    exported = nn.GraphCell(ms.load(str(tmp_path / "decoder.mindir")))
+    for output, expected in zip(exported(*inputs), decoder(*inputs)):
+        np.testing.assert_array_equal(output.asnumpy(), expected.asnumpy())
 
 
 def test_parameters_start_at_zero_with_checkpoint_names():
