@@ -17,7 +17,7 @@ Shape letters: B batch, S sequence, D hidden, C classes, T tags.
 import mindspore as ms
 from mindspore import nn, ops
 
-# TEMP: top-level once src/CRF.py lands
+from src.CRF import CRF
 from src.bert_model import BertModel, config_for_mode, truncated_normal
 
 NUM_SPAN_LOGITS = 2  # start and end
@@ -80,7 +80,6 @@ class BertNERModel(nn.Cell):
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
         self.dropout, self.dense_1 = head(config, is_training, config.hidden_size, num_labels)
         self.use_crf = use_crf
-        from src.CRF import CRF  # TEMP
         self.crf = CRF(num_labels) if use_crf else None
 
     def construct(self, input_ids, input_mask, token_type_ids):
