@@ -48,7 +48,11 @@ def evaluate(cfg, config, checkpoint):
         print(assessment_method.format_spearman(results))
     results.update(assessment_method=cfg.assessment_method, checkpoint=checkpoint,
                    eval_data_file_path=cfg.eval_data_file_path, examples=int(labels.size),
-                   prediction_counts=np.bincount(predictions, minlength=cfg.num_class).tolist())
+                   prediction_counts=np.bincount(predictions, minlength=cfg.num_class).tolist(),
+                   label_counts=np.bincount(labels, minlength=cfg.num_class).tolist())
+    if cfg.label2id_file_path:
+        label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
+        results["class_names"] = sorted(label_map, key=label_map.get)
     save_results(cfg, results)
     return results
 

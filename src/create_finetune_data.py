@@ -102,27 +102,23 @@ class Problems:
         self.skipped.append(message)
 
 
-def parse_json_line(path, number, line, problems):
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        problems.report(f"{path}:{number}: not a JSON object ({error.msg})")
-        return None
-    if not isinstance(record, dict):
-        problems.report(f"{path}:{number}: not a JSON object")
-        return None
-    return record
+def json_records(path, text_key, problems):
+    """(line number, line, record) of each JSON-lines record that is an object with a string `text_key`."""
+    for number, line in read_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.report(f"{path}:{number}: not a JSON object ({error.msg})")
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get(text_key), str):
+            problems.report(f"{path}:{number}: not a JSON object with a \"{text_key}\" string")
+            continue
+        yield number, line, record
 
 
 def read_tnews(path, problems):
     examples = []
-    for number, line in read_lines(path):
-        record = parse_json_line(path, number, line, problems)
-        if record is None:
-            continue
-        if not isinstance(record.get("sentence"), str):
-            problems.report(f"{path}:{number}: no \"sentence\" string")
-            continue
+    for number, line, record in json_records(path, "sentence", problems):
         label = record.get("label")
         examples.append(Example(record["sentence"], None if label is None else str(label), number, line))
     return examples
@@ -145,17 +141,10 @@ def read_cola(path, problems):
 
 def read_cluener(path, problems):
     examples = []
-    for number, line in read_lines(path):
-        record = parse_json_line(path, number, line, problems)
-        if record is None:
-            continue
-        text = record.get("text")
-        if not isinstance(text, str):
-            problems.report(f"{path}:{number}: no \"text\" string")
-            continue
-        spans = cluener_spans(path, number, text, record.get("label"), problems)
+    for number, line, record in json_records(path, "text", problems):
+        spans = cluener_spans(path, number, record["text"], record.get("label"), problems)
         if spans is not False:
-            examples.append(Example(text, spans, number, line))
+            examples.append(Example(record["text"], spans, number, line))
     return examples
 
 

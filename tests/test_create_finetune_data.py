@@ -150,7 +150,7 @@ def test_squad_split_by_article_train_and_eval_rows(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ('{"sentence": "a", "label": "100"}\n{"sentence": "b", "label": "999"}\n', "x.json:2: label '999' is not in"),
     ('{"sentence": "a", "label": "100"}\nnot json\n', "x.json:2: not a JSON object"),
-    ('{"label": "100"}\n', 'x.json:1: no "sentence" string'),
+    ('{"label": "100"}\n', 'x.json:1: not a JSON object with a "sentence" string'),
 ])
 def test_tnews_bad_records_name_file_and_line(tmp_path, content, message):
     source = tmp_path / "x.json"
