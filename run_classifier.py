@@ -51,10 +51,17 @@ def evaluate(cfg, config, checkpoint):
                    prediction_counts=np.bincount(predictions, minlength=cfg.num_class).tolist(),
                    label_counts=np.bincount(labels, minlength=cfg.num_class).tolist())
     if cfg.label2id_file_path:
-        label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
-        results["class_names"] = sorted(label_map, key=label_map.get)
+        results["class_names"] = class_names(cfg)
     save_results(cfg, results)
     return results
+
+
+def class_names(cfg):
+    """The class names in id order (from label2id_file_path), or their ids as strings."""
+    if not cfg.label2id_file_path:
+        return [str(index) for index in range(cfg.num_class)]
+    label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
+    return sorted(label_map, key=label_map.get)
 
 
 @exit_on_user_error
@@ -69,7 +76,9 @@ def main(argv=None):
     checkpoint = cfg.load_finetune_checkpoint_path
     if cfg.do_train:
         check_label_range(cfg, cfg.num_class)
-        checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS, "classifier")
+        settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}
+        checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS, "classifier",
+                                settings)
     if cfg.do_eval:
         return evaluate(cfg, config, checkpoint)
     return None

@@ -92,7 +92,9 @@ def main(argv=None):
     if cfg.do_train:
         check_label_range(cfg, cfg.num_class)
         network = BertNER(config, True, cfg.num_class, cfg.use_crf)
-        checkpoint = train_task(cfg, config, network, CLASSIFIER_COLUMNS, "ner")
+        settings = {"num_class": cfg.num_class, "use_crf": cfg.use_crf, "tag_scheme": infer_scheme(label_map),
+                    "labels": sorted(label_map, key=label_map.get), "do_lower_case": cfg.do_lower_case}
+        checkpoint = train_task(cfg, config, network, CLASSIFIER_COLUMNS, "ner", settings)
     if cfg.do_eval:
         return evaluate(cfg, config, checkpoint, label_map)
     return None

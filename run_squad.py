@@ -78,7 +78,9 @@ def main(argv=None):
     setup(cfg)
     checkpoint = cfg.load_finetune_checkpoint_path
     if cfg.do_train:
-        checkpoint = train_task(cfg, config, BertSquad(config, True), SQUAD_TRAIN_COLUMNS, "squad")
+        settings = {key: getattr(cfg, key) for key in ("do_lower_case", "doc_stride", "max_query_length",
+                                                          "n_best_size", "max_answer_length")}
+        checkpoint = train_task(cfg, config, BertSquad(config, True), SQUAD_TRAIN_COLUMNS, "squad", settings)
     if cfg.do_eval:
         return evaluate(cfg, config, checkpoint)
     return None

@@ -232,11 +232,12 @@ def encode(token_ids, max_seq_length):
 
 
 class RowBuilder:
-    """Examples -> rows of one task; counts truncations and unknown labels."""
+    """Examples -> rows: a class label per text, or (with `tag_scheme`) a tag per character;
+    counts truncated texts."""
 
-    def __init__(self, task, tokenizer, label_map, max_seq_length, tag_scheme, source):
-        self.task, self.tokenizer, self.label_map = task, tokenizer, label_map
-        self.max_seq_length, self.tag_scheme, self.source = max_seq_length, tag_scheme, source
+    def __init__(self, tokenizer, label_map, max_seq_length, source, tag_scheme=None):
+        self.tokenizer, self.label_map, self.max_seq_length = tokenizer, label_map, max_seq_length
+        self.source, self.tag_scheme = source, tag_scheme
         self.max_tokens = max_seq_length - SPECIAL_TOKENS_PER_TEXT
         self.truncated = 0
 
@@ -244,7 +245,7 @@ class RowBuilder:
         return ([self.tokenizer.vocab["[CLS]"]] + token_ids[:self.max_tokens] + [self.tokenizer.vocab["[SEP]"]])
 
     def row(self, example):
-        if self.task == "cluener":
+        if self.tag_scheme:
             return self.tagging_row(example)
         tokens = self.tokenizer.tokenize(example.text)
         self.truncated += len(tokens) > self.max_tokens
@@ -290,8 +291,7 @@ def read_cluener_rows(path, vocab_file, label_map, max_seq_length, tag_scheme, d
     examples = read_cluener(path, Problems(on_error))
     if not examples:
         raise DataError(f"{path}: no usable records")
-    builder = RowBuilder("cluener", FullTokenizer(vocab_file, do_lower_case), label_map, max_seq_length,
-                         tag_scheme, path)
+    builder = RowBuilder(FullTokenizer(vocab_file, do_lower_case), label_map, max_seq_length, path, tag_scheme)
     return examples, [builder.row(example) for example in examples]
 
 
@@ -357,7 +357,8 @@ def convert_labelled_task(args, problems):
         raise DataError(f"{args.input_file}: no usable records")
     label_map = build_label_map(args.task, examples, args.label_file, args.tag_scheme)
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
-    builder = RowBuilder(args.task, tokenizer, label_map, args.max_seq_length, args.tag_scheme, args.input_file)
+    builder = RowBuilder(tokenizer, label_map, args.max_seq_length, args.input_file,
+                         args.tag_scheme if args.task == "cluener" else None)
     splits = dict(zip(("train", "dev"), split_examples(examples, args.dev_fraction, args.split_seed)))
     if not args.dev_fraction:
         splits = {args.split: examples}

@@ -69,9 +69,10 @@ def load_pretrained_encoder(network, path):
     load_params_into(network, {**saved, **heads}, path)
 
 
-def train_task(cfg, config, network, columns, task_name):
+def train_task(cfg, config, network, columns, task_name, task_settings):
     """Fine-tune `network` (a loss network of src/bert_for_finetune.py) on the training data.
 
+    `task_settings` (e.g. num_class, labels) are saved with the model for prediction.
     Returns the path of the saved task-model checkpoint.
     """
     dataset = create_dataset(cfg.train_data_file_path, columns, cfg.train_batch_size,
@@ -100,17 +101,19 @@ def train_task(cfg, config, network, columns, task_name):
     train(train_cell, dataset, plan)
     plot_training(os.path.join(cfg.output_dir, METRICS_FILE), os.path.join(cfg.output_dir, LOSS_PLOT),
                   f"{task_name} fine-tuning")
-    return save_task_model(cfg, config, network, task_name)
+    return save_task_model(cfg, config, network, task_name, task_settings)
 
 
-def save_task_model(cfg, config, network, task_name):
-    """`<save dir>/<task>.ckpt` (weights only) and `<task>.yaml` (its model section)."""
+def save_task_model(cfg, config, network, task_name, task_settings):
+    """`<save dir>/<task>.ckpt` (weights only) and `<task>.yaml`: the task, its settings and its
+    `model:` section (so `--model_config=<task>.yaml` and predict.py rebuild the same model)."""
     directory = cfg.save_finetune_checkpoint_path or cfg.output_dir
     check_writable(directory, "save_finetune_checkpoint_path")
     path = os.path.join(directory, f"{task_name}.ckpt")
     save_checkpoint_atomic(network, path)
-    model_yaml = yaml.safe_dump({"model": dict(vars(config))}, sort_keys=False)
-    write_text_atomic(f"# model of {os.path.basename(path)}; use with --model_config\n" + model_yaml,
+    description = yaml.safe_dump({"task": task_name, **task_settings, "model": dict(vars(config))},
+                                 sort_keys=False, allow_unicode=True)
+    write_text_atomic(f"# model of {os.path.basename(path)}; use with --model_config\n" + description,
                       os.path.splitext(path)[0] + ".yaml")
     print(f"saved the fine-tuned model to {path}")
     return path

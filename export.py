@@ -1,0 +1,106 @@
+"""Export a fine-tuned task model, or the encoder of any checkpoint, to MINDIR with a dynamic batch dimension.
+
+    python export.py --task=classifier --checkpoint=OUT/classifier.ckpt --model_config=OUT/classifier.yaml \\
+        --num_class=15 --file_name=classifier [--file_format=MINDIR] [--key=value ...]
+
+Keys and defaults: export_config.yaml (`--ckpt_file` is the model zoo's name
+for `--checkpoint`). The graph takes input_ids, input_mask, token_type_ids,
+int32 [batch, seq_length] with any batch size; what it returns is listed in
+src/export_model.py. Load it with `src.export_model.load_exported`.
+"""
+
+import os
+import sys
+import time
+
+import mindspore as ms
+
+from src.config import ConfigError, bert_config, load_config, read_yaml
+from src.errors import exit_on_user_error
+from src.export_model import FILE_SUFFIXES, INPUT_NAMES, TASKS, build_predictor, export_predictor, load_weights
+from src.training import DEVICE_TARGETS, check_writable
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_config.yaml")
+# Flags of the model zoo's export.py spelled differently here: {zoo flag: our key}.
+ZOO_FLAG_NAMES = {"ckpt_file": "checkpoint"}
+# What each device may write: AIR needs Ascend's graph compiler; ONNX is
+# MindSpore's deprecated path, untested here; MINDIR is the tested format and the
+# only one offered on CPU.
+FORMATS_BY_TARGET = {"CPU": ("MINDIR",), "GPU": ("MINDIR", "ONNX"), "Ascend": ("MINDIR", "AIR", "ONNX")}
+TASKS_WITH_CLASSES = ("classifier", "ner")
+
+
+def rename_zoo_flags(argv):
+    """['--ckpt_file=X'] -> ['--checkpoint=X'], keeping the order so that the last of repeated flags wins."""
+    renamed = []
+    for arg in argv:
+        key, sep, value = arg[2:].partition("=")
+        if arg.startswith("--") and sep and key in ZOO_FLAG_NAMES:
+            arg = f"--{ZOO_FLAG_NAMES[key]}={value}"
+        renamed.append(arg)
+    return renamed
+
+
+def check_options(cfg):
+    """Refuse a missing or contradictory option before the model is built."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"--task: expected one of {', '.join(TASKS)}, got {cfg.task!r}")
+    if not cfg.checkpoint:
+        raise ConfigError("--checkpoint (or --ckpt_file): required, the .ckpt file to export")
+    if not cfg.file_name:
+        raise ConfigError("--file_name: required, the output file (the format's extension is added)")
+    if cfg.device_target not in DEVICE_TARGETS:
+        raise ConfigError(f"--device_target: expected one of {', '.join(DEVICE_TARGETS)}, got {cfg.device_target!r}")
+    if cfg.file_format not in FILE_SUFFIXES:
+        raise ConfigError(f"--file_format: expected one of {', '.join(FILE_SUFFIXES)}, got {cfg.file_format!r}")
+    if cfg.file_format not in FORMATS_BY_TARGET[cfg.device_target]:
+        raise ConfigError(f"--file_format={cfg.file_format}: not supported on {cfg.device_target}; "
+                          f"use {' or '.join(FORMATS_BY_TARGET[cfg.device_target])}")
+
+
+def head_options(cfg):
+    """(num_class, use_crf) of the task head: the flags, completed by what fine-tuning recorded in the
+    `model_config` file (<task>.yaml: task, num_class, use_crf) and checked against it.
+
+    Weights alone cannot tell a classifier from a softmax NER model with as many
+    tags (the same names and shapes), so the recorded task must be `--task`.
+    """
+    recorded = read_yaml(cfg.model_config) if cfg.model_config and cfg.task != "encoder" else {}
+    if recorded.get("task", cfg.task) != cfg.task:
+        raise ConfigError(f"--task={cfg.task}: {cfg.model_config} describes a {recorded['task']} model")
+    num_class = cfg.num_class or recorded.get("num_class", 0)
+    if num_class != recorded.get("num_class", num_class):
+        raise ConfigError(f"--num_class={num_class}: {cfg.model_config} records num_class {recorded['num_class']}")
+    # A false --use_crf cannot be told from an absent one: the recorded value wins.
+    use_crf = cfg.use_crf or recorded.get("use_crf", False)
+    if use_crf != recorded.get("use_crf", use_crf):
+        raise ConfigError(f"--use_crf=true: {cfg.model_config} records a model without a CRF")
+    if cfg.task in TASKS_WITH_CLASSES and num_class < 1:
+        raise ConfigError(f"--num_class: required for --task={cfg.task} (the number the model was fine-tuned with)")
+    if use_crf and cfg.task != "ner":
+        raise ConfigError(f"--use_crf=true: only for --task=ner, not {cfg.task}")
+    return num_class, use_crf
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = load_config(DEFAULT_CONFIG, rename_zoo_flags(sys.argv[1:] if argv is None else argv))
+    check_options(cfg)
+    num_class, use_crf = head_options(cfg)
+    config = bert_config(cfg)
+    check_writable(os.path.dirname(os.path.abspath(cfg.file_name)), "--file_name")
+    # Export traces the network, which only graph mode does.
+    ms.set_context(mode=ms.GRAPH_MODE, device_target=cfg.device_target)
+    if cfg.device_target != "CPU":
+        ms.set_device(cfg.device_target, cfg.device_id)
+
+    predictor = load_weights(build_predictor(cfg.task, config, num_class, use_crf), cfg.checkpoint)
+    start = time.time()
+    paths = export_predictor(predictor, config.seq_length, cfg.file_name, cfg.file_format)
+    print(f"exported the {cfg.task} of {cfg.checkpoint} to {' and '.join(paths)} in {time.time() - start:.1f} s: "
+          f"inputs {', '.join(INPUT_NAMES)}, int32 [any batch, {config.seq_length}]")
+    return paths
+
+
+if __name__ == "__main__":
+    main()

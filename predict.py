@@ -1,0 +1,200 @@
+"""Predict with a fine-tuned model: text in, JSON lines out.
+
+    python predict.py --task=classifier --config=OUT/classifier.yaml --checkpoint=OUT/classifier.ckpt \\
+        --vocab_file=VOCAB [--input_file=FILE] [--output_file=FILE]
+
+`--config` is the `<task>.yaml` that fine-tuning wrote next to `<task>.ckpt`
+(the model, the labels and the tokenization settings). Input (a file, or
+standard input): one text per line for `classifier` and `ner`; for `squad`,
+JSON lines {"question", "context"[, "id"]}. Output, one JSON line per input
+line, in order:
+
+    classifier  {"line", "text", "label", "probability"}
+    ner         {"line", "text", "entities": [{"type", "text", "start", "end"}]}
+                (character offsets, end inclusive, as CLUENER writes them)
+    squad       {"line", "id", "answer", "probability"}
+
+Empty lines give {"line", "skipped": "empty line"}. Inputs longer than the
+model's sequence are truncated (classifier, ner; a warning counts them) or
+split into windows (squad), exactly as in training and evaluation: the
+tokenization and the post-processing are those of the run scripts.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import mindspore as ms
+import yaml
+
+from src import squad
+from src.bert_model import BertConfig
+from src.config import bool_flag
+from src.create_finetune_data import Example, RowBuilder
+from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS
+from src.errors import UserError, exit_on_user_error
+from src.finetune import load_task_model, predict, rows_dataset
+from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
+from src.ner_tagging import tags_to_spans
+from src.tokenization import FullTokenizer
+
+TASKS = ("classifier", "ner", "squad")
+SPECIAL_TOKENS = 2  # [CLS], [SEP]
+
+
+class PredictError(UserError):
+    """Bad input or options for prediction."""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", required=True, choices=TASKS, help="what the model was fine-tuned for")
+    parser.add_argument("--config", required=True, help="the <task>.yaml written with the fine-tuned checkpoint")
+    parser.add_argument("--checkpoint", required=True, help="the fine-tuned <task>.ckpt")
+    parser.add_argument("--vocab_file", required=True, help="the vocabulary the model was trained with")
+    parser.add_argument("--input_file", default="-", help="input text (default: standard input)")
+    parser.add_argument("--output_file", default="-", help="JSON lines output (default: standard output)")
+    parser.add_argument("--batch_size", type=int, default=32, help="inputs per forward pass")
+    parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default="CPU", help="device")
+    parser.add_argument("--graph_mode", type=bool_flag, default=True, help="compile the model (fast) or not")
+    return parser.parse_args(argv)
+
+
+def read_task_config(path, task):
+    """(BertConfig, settings dict) from a fine-tuned model's YAML; its task must be `task`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            description = yaml.safe_load(f)
+        config = BertConfig(**description["model"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise PredictError(f"--config {path}: not the <task>.yaml of a fine-tuned model ({error})") from None
+    if description.get("task") != task:
+        raise PredictError(f"--config {path} describes a {description.get('task')!r} model, not --task={task}")
+    return config, description
+
+
+def read_inputs(path):
+    """(line number, text) of every input line; the input must be UTF-8."""
+    stream = sys.stdin.buffer if path == "-" else open(path, "rb")
+    try:
+        lines = []
+        for number, raw in enumerate(stream, 1):
+            try:
+                lines.append((number, raw.decode("utf-8").rstrip("\r\n")))
+            except UnicodeDecodeError as error:
+                raise PredictError(f"{'stdin' if path == '-' else path}:{number}: not UTF-8 "
+                                   f"({error.reason} at byte {error.start})") from None
+        return lines
+    except OSError as error:
+        raise PredictError(f"--input_file {path}: cannot read ({error.strerror})") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def predict_rows(model, rows, columns, batch_size):
+    """The predictor's outputs for in-memory rows, in order."""
+    _, outputs = predict(model, rows_dataset(rows, columns, batch_size))
+    return outputs
+
+
+def classify(lines, config, settings, args, tokenizer):
+    labels = settings["labels"]
+    builder = RowBuilder(tokenizer, {label: index for index, label in enumerate(labels)}, config.seq_length,
+                         args.input_file)
+    rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
+    model = load_task_model(TaskPredictor(BertCLSModel(config, False, settings["num_class"])), args.checkpoint)
+    (probabilities,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args.batch_size)
+    results = [{"line": number, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
+               for (number, text), p in zip(lines, probabilities)]
+    return results, builder.truncated
+
+
+def tag(lines, config, settings, args, tokenizer):
+    labels = settings["labels"]
+    builder = RowBuilder(tokenizer, {label: index for index, label in enumerate(labels)}, config.seq_length,
+                         args.input_file, settings["tag_scheme"])
+    rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
+    model = load_task_model(TaskPredictor(BertNERModel(config, False, settings["num_class"], settings["use_crf"])),
+                            args.checkpoint)
+    (tag_ids,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args.batch_size)
+    results = []
+    for (number, text), ids in zip(lines, tag_ids):
+        length = min(len(text), config.seq_length - SPECIAL_TOKENS)
+        spans = tags_to_spans([labels[i] for i in ids[1:1 + length]], settings["tag_scheme"])
+        entities = [{"type": kind, "text": text[start:end + 1], "start": start, "end": end}
+                    for kind, start, end in sorted(spans, key=lambda span: span[1])]
+        results.append({"line": number, "text": text, "entities": entities})
+    return results, builder.truncated
+
+
+def answer(lines, config, settings, args, tokenizer):
+    examples = [question_example(number, text, args.input_file) for number, text in lines]
+    features = list(squad.iter_features(examples, tokenizer, False, config.seq_length, settings["doc_stride"],
+                                        settings["max_query_length"]))
+    rows = [squad.feature_row(feature, is_training=False) for feature in features]
+    model = load_task_model(TaskPredictor(BertSquadModel(config, False)), args.checkpoint)
+    outputs = predict_rows(model, rows, SQUAD_EVAL_COLUMNS, args.batch_size)
+    raw = [squad.RawResult(feature.unique_id, start.tolist(), end.tolist())
+           for feature, start, end in zip(features, *outputs)]
+    answers, nbest = squad.make_predictions(examples, features, raw, settings["n_best_size"],
+                                            settings["max_answer_length"], settings["do_lower_case"])
+    results = [{"line": number, "id": example.qas_id, "answer": answers[example.qas_id],
+                "probability": nbest[example.qas_id][0]["probability"]}
+               for (number, _), example in zip(lines, examples)]
+    return results, 0
+
+
+def question_example(number, text, source):
+    """A SQuAD example from one JSON line {"question", "context"[, "id"]}."""
+    try:
+        record = json.loads(text)
+        question, context = record["question"], record["context"]
+        if not (isinstance(question, str) and isinstance(context, str)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise PredictError(f"{source}:{number}: expected a JSON object with \"question\" and \"context\" "
+                           "strings") from None
+    return squad.SquadExample(qas_id=str(record.get("id", number)), question_text=question,
+                              doc_tokens=squad.split_doc_tokens(context)[0], answer_texts=[])
+
+
+PREDICTORS = {"classifier": classify, "ner": tag, "squad": answer}
+
+
+def write_outputs(path, results):
+    text = "".join(json.dumps(result, ensure_ascii=False) + "\n" for result in results)
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.batch_size < 1:
+        raise PredictError(f"--batch_size must be at least 1, got {args.batch_size}")
+    ms.set_context(mode=ms.GRAPH_MODE if args.graph_mode else ms.PYNATIVE_MODE, device_target=args.device_target)
+    config, settings = read_task_config(args.config, args.task)
+    tokenizer = FullTokenizer(args.vocab_file, settings.get("do_lower_case", True))
+    lines = read_inputs(args.input_file)
+    texts = [(number, text) for number, text in lines if text.strip()]
+    start = time.time()
+    results, truncated = PREDICTORS[args.task](texts, config, settings, args, tokenizer) if texts else ([], 0)
+    elapsed = time.time() - start
+    by_line = {result["line"]: result for result in results}
+    write_outputs(args.output_file, [by_line.get(number, {"line": number, "skipped": "empty line"})
+                                     for number, _ in lines])
+    if truncated:
+        print(f"warning: {truncated} inputs longer than {config.seq_length - SPECIAL_TOKENS} tokens were truncated",
+              file=sys.stderr)
+    print(f"predicted {len(texts)} inputs in {elapsed:.1f} s ({len(texts) / max(elapsed, 1e-9):.1f}/s)",
+          file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()
