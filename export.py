@@ -1,10 +1,11 @@
 """Export a fine-tuned task model, or the encoder of any checkpoint, to MINDIR with a dynamic batch dimension.
 
-    python export.py --task=classifier --checkpoint=OUT/classifier.ckpt --model_config=OUT/classifier.yaml \\
-        --num_class=15 --file_name=classifier [--file_format=MINDIR] [--key=value ...]
+    python export.py --task=ner --checkpoint=OUT/ner.ckpt --model_config=OUT/ner.yaml --file_name=ner
+    python export.py --task=encoder --ckpt_file=CKPT --bert_network=base --file_name=encoder [--key=value ...]
 
 Keys and defaults: export_config.yaml (`--ckpt_file` is the model zoo's name
-for `--checkpoint`). The graph takes input_ids, input_mask, token_type_ids,
+for `--checkpoint`). `--num_class` and `--use_crf` default to what fine-tuning
+recorded in `<task>.yaml`. The graph takes input_ids, input_mask, token_type_ids,
 int32 [batch, seq_length] with any batch size; what it returns is listed in
 src/export_model.py. Load it with `src.export_model.load_exported`.
 """

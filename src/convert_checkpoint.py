@@ -164,9 +164,11 @@ HF_NAMES = NameTable("Hugging Face BERT", [
     ("embeddings.word_embeddings.weight", "bert.bert_embedding_lookup.embedding_table"),
     ("embeddings.position_embeddings.weight",
      "bert.bert_embedding_postprocessor.full_position_embedding.embedding_table"),
-    ("embeddings.token_type_embeddings.weight", "bert.bert_embedding_postprocessor.token_type_embedding.embedding_table"),
+    ("embeddings.token_type_embeddings.weight",
+     "bert.bert_embedding_postprocessor.token_type_embedding.embedding_table"),
     ("embeddings.LayerNorm.{ln}", "bert.bert_embedding_postprocessor.layernorm.{ln}"),
-    ("encoder.layer.{n}.attention.self.{qkv}.{wb}", "bert.bert_encoder.layers.{n}.attention.attention.{qkv}_layer.{wb}"),
+    ("encoder.layer.{n}.attention.self.{qkv}.{wb}",
+     "bert.bert_encoder.layers.{n}.attention.attention.{qkv}_layer.{wb}"),
     ("encoder.layer.{n}.attention.output.dense.{wb}", "bert.bert_encoder.layers.{n}.attention.output.dense.{wb}"),
     ("encoder.layer.{n}.attention.output.LayerNorm.{ln}",
      "bert.bert_encoder.layers.{n}.attention.output.layernorm.{ln}"),
@@ -187,7 +189,8 @@ GOOGLE_NAMES = NameTable("Google BERT", [
     ("bert/embeddings/word_embeddings", "bert.bert_embedding_lookup.embedding_table"),
     ("bert/embeddings/position_embeddings",
      "bert.bert_embedding_postprocessor.full_position_embedding.embedding_table"),
-    ("bert/embeddings/token_type_embeddings", "bert.bert_embedding_postprocessor.token_type_embedding.embedding_table"),
+    ("bert/embeddings/token_type_embeddings",
+     "bert.bert_embedding_postprocessor.token_type_embedding.embedding_table"),
     ("bert/embeddings/LayerNorm/{ln}", "bert.bert_embedding_postprocessor.layernorm.{ln}"),
     ("bert/encoder/layer_{n}/attention/self/{qkv}/{wb}",
      "bert.bert_encoder.layers.{n}.attention.attention.{qkv}_layer.{wb}"),
@@ -217,12 +220,20 @@ HF_TASKS_WITHOUT_POOLER = ("ner", "squad")
 POOLER_PREFIX = "bert.dense."
 HF_PRETRAINING, HF_ENCODER = "BertForPreTraining", "BertModel"
 
+
+def hf_names(task=None):
+    """HF_NAMES, plus the head of the task's Hugging Face class as our `dense_1`."""
+    if not task:
+        return HF_NAMES
+    return HF_NAMES.with_rows([(f"{HF_TASK_MODELS[task][1]}.{{wb}}", "dense_1.{wb}")])
+
+
 # Hugging Face tensors that carry no weights of their own: buffers, and the MLM
 # decoder, tied to the word embeddings and to `cls.predictions.bias`
-# ({tied tensor: the tensor it must equal}, normalised names).
+# ({tied tensor: (the tensor it must equal, what that is)}, normalised names).
 HF_BUFFERS = {"embeddings.position_ids", "embeddings.token_type_ids"}
-HF_TIED = {"cls.predictions.decoder.weight": "embeddings.word_embeddings.weight",
-           "cls.predictions.decoder.bias": "cls.predictions.bias"}
+HF_TIED = {"cls.predictions.decoder.weight": ("embeddings.word_embeddings.weight", "the word embeddings"),
+           "cls.predictions.decoder.bias": ("cls.predictions.bias", "the MLM output bias")}
 
 # Google checkpoints also hold the optimizer's state: Adam's slots
 # `<variable>/adam_m`, `<variable>/adam_v`, and the step counter.
@@ -300,17 +311,49 @@ def missing_problems(converted, shapes, optional=()):
     return problems
 
 
-def refuse(problems, path, tensors=None, converted=None, table=None, source=None):
-    """Raise one ConversionError listing `problems` (an unknown layout gets one line of its own)."""
-    if tensors and not converted and table is not None:
+def check_layout(tensors, converted, table, path, source):
+    """A file none of whose tensors has a name of `table` gets one line of its own, not a list of them all."""
+    if tensors and not converted:
         examples = ", ".join(list(tensors)[:3])
         raise ConversionError(f"{path}: none of its {len(tensors)} tensors has a {table.title} name "
                               f"({examples}, ...): is --source {source} right?")
+
+
+def refuse(problems, path):
+    """Raise one ConversionError listing `problems` (the first MAX_LISTED_PROBLEMS of them), if any."""
     if problems:
         listed = problems[:MAX_LISTED_PROBLEMS]
         if len(problems) > len(listed):
             listed.append(f"and {len(problems) - len(listed)} more")
         raise ConversionError(f"{path}: " + "; ".join(listed))
+
+
+def convert_tensors(tensors, table, shapes, path, source, optional=(), defaults=None, other_problems=()):
+    """Map `tensors` to our names and check them against `shapes`, or raise listing every problem.
+
+    Args:
+        tensors (dict): {their name: array}, weights only.
+        table (NameTable): their names -> ours.
+        shapes (dict): {our name: shape} of the model the checkpoint is for.
+        path (str): the input, for messages.
+        source (str): its `--source`, for messages.
+        optional (list): our names that may be absent all together (the pretraining heads).
+        defaults (dict): {our name: array} written where the input has none.
+        other_problems (list): problems the caller found, listed with the rest.
+    Returns:
+        {our name: float32 array in our layout}.
+    """
+    converted, problems = map_to_ours(tensors, table, shapes)
+    check_layout(tensors, converted, table, path, source)
+    for name, value in (defaults or {}).items():
+        converted.setdefault(name, value)
+    refuse(problems + missing_problems(converted, shapes, optional) + list(other_problems), path)
+    return converted
+
+
+def pretraining_heads(shapes):
+    """Our names outside the encoder: a checkpoint may hold all of them or none."""
+    return [name for name in shapes if not name.startswith(ENCODER_PREFIX)]
 
 
 def write_ms_checkpoint(conversion, shapes, output_path, source):
@@ -406,8 +449,8 @@ def hf_num_class(hf_config, tensors, task, path):
 def tied_problems(tensors):
     """The MLM decoder must be tied (our head has no decoder of its own)."""
     by_name = {normalise_hf_name(name): array for name, array in tensors.items()}
-    return [f"{tied} differs from {source} (untied decoders are not supported)"
-            for tied, source in HF_TIED.items()
+    return [f"{tied} differs from {description} {source} (untied decoders are not supported)"
+            for tied, (source, description) in HF_TIED.items()
             if tied in by_name and not np.array_equal(by_name[tied], by_name.get(source))]
 
 
@@ -426,21 +469,20 @@ def convert_hf(input_dir, output_path):
         raise ConversionError(f"{weights_path}: not a readable safetensors file ({error})") from None
     task = hf_task(hf_config)
     num_class = hf_num_class(hf_config, tensors, task, weights_path) if task else None
-    table = HF_NAMES.with_rows([(f"{HF_TASK_MODELS[task][1]}.{{wb}}", "dense_1.{wb}")]) if task else HF_NAMES
     shapes = parameter_shapes(config, task, num_class)
 
     weights = {name: array for name, array in tensors.items()
                if normalise_hf_name(name) not in HF_BUFFERS and normalise_hf_name(name) not in HF_TIED}
-    converted, problems = map_to_ours(weights, table, shapes)
-    conversion = Conversion(config, converted, task, num_class)
-    if task in HF_TASKS_WITHOUT_POOLER and not any(name.startswith(POOLER_PREFIX) for name in converted):
+    conversion = Conversion(config, {}, task, num_class)
+    defaults = {}
+    if task in HF_TASKS_WITHOUT_POOLER and not any(normalise_hf_name(name).startswith("pooler.") for name in weights):
         # Our task models all hold the pooler; these heads never read it.
-        for name in (name for name in shapes if name.startswith(POOLER_PREFIX)):
-            converted[name] = np.zeros(shapes[name], np.float32)
+        defaults = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()
+                    if name.startswith(POOLER_PREFIX)}
         conversion.notes.append(f"{HF_TASK_MODELS[task][0]} has no pooler: {POOLER_PREFIX}* written as zeros")
-    heads = () if task else [name for name in shapes if not name.startswith(ENCODER_PREFIX)]
-    problems += missing_problems(converted, shapes, optional=heads) + tied_problems(tensors)
-    refuse(problems, weights_path, weights, converted, table, "hf")
+    conversion.tensors = convert_tensors(weights, hf_names(task), shapes, weights_path, "hf",
+                                         optional=() if task else pretraining_heads(shapes), defaults=defaults,
+                                         other_problems=tied_problems(tensors))
     write_ms_checkpoint(conversion, shapes, output_path, input_dir)
     return conversion
 
@@ -493,10 +535,7 @@ def convert_google(input_path, output_path, config_file=None):
     config = bert_config_from_google(read_json(config_path), config_path)
     tensors = read_tf_checkpoint(prefix)
     shapes = parameter_shapes(config)
-    converted, problems = map_to_ours(tensors, GOOGLE_NAMES, shapes)
-    heads = [name for name in shapes if not name.startswith(ENCODER_PREFIX)]
-    problems += missing_problems(converted, shapes, optional=heads)
-    refuse(problems, prefix, tensors, converted, GOOGLE_NAMES, "google")
+    converted = convert_tensors(tensors, GOOGLE_NAMES, shapes, prefix, "google", optional=pretraining_heads(shapes))
     conversion = Conversion(config, converted)
     write_ms_checkpoint(conversion, shapes, output_path, prefix)
     return conversion
@@ -552,7 +591,7 @@ def save_safetensors_atomic(tensors, path):
     os.close(fd)
     try:
         save_file(tensors, tmp_path, metadata={"format": "pt"})  # the format tag transformers checks
-        os.chmod(tmp_path, TEXT_FILE_MODE)
+        os.chmod(tmp_path, TEXT_FILE_MODE)  # readable by all, as save_pretrained leaves it
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -584,7 +623,7 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
                               f"--task {'|'.join(TASK_MODELS)}")
     architecture, weights = export_model(config, saved, task, checkpoint_path)
 
-    table = HF_NAMES.with_rows([(f"{HF_TASK_MODELS[task][1]}.{{wb}}", "dense_1.{wb}")]) if task else HF_NAMES
+    table = hf_names(task)
     tensors = {}
     for name, array in weights.items():
         if task in HF_TASKS_WITHOUT_POOLER and name.startswith(POOLER_PREFIX):

@@ -103,18 +103,18 @@ def export_predictor(predictor, seq_length, file_name, file_format="MINDIR"):
     """Export `predictor` with a dynamic batch dimension; returns the paths written (graph first)."""
     suffix = FILE_SUFFIXES[file_format]
     stem = file_name[:-len(suffix)] if file_name.endswith(suffix) else file_name
+    split_graph = stem + SPLIT_GRAPH_SUFFIX
+    # MindSpore picks the split form itself; a split file left by an earlier export must not count.
+    before = modification_time(split_graph)
     ms.export(predictor, *dynamic_batch_inputs(seq_length), file_name=stem, file_format=file_format)
-    split_graph, split_weights = stem + SPLIT_GRAPH_SUFFIX, stem + SPLIT_WEIGHTS_SUFFIX
-    if file_format == "MINDIR" and os.path.isdir(split_weights) and newer(split_graph, stem + suffix):
-        return [split_graph, split_weights]
+    if file_format == "MINDIR" and modification_time(split_graph) not in (None, before):
+        return [split_graph, stem + SPLIT_WEIGHTS_SUFFIX]
     return [stem + suffix]
 
 
-def newer(path, other):
-    """Whether `path` exists and `other` does not or was written before it (a leftover of an earlier export)."""
-    if not os.path.exists(path):
-        return False
-    return not os.path.exists(other) or os.path.getmtime(path) >= os.path.getmtime(other)
+def modification_time(path):
+    """`path`'s modification time in ns, None if there is no such file."""
+    return os.stat(path).st_mtime_ns if os.path.exists(path) else None
 
 
 def load_exported(path, seq_length):
