@@ -36,7 +36,7 @@ from one of
             (Huawei's NEZHA) gives a NEZHA model: functional relative positions, no
             position table, `max_relative_position` from the config, else 64.
             Google's TF code computes GELU with its tanh approximation, this model
-            with the exact erf form: activations differ by up to 4.7e-4.
+            with the exact erf form (the two GELU values differ by at most 4.7e-4).
 
 Export (`--source ms --to hf`) reads one of our checkpoints (a pretraining one,
 whose optimizer and step state is ignored, a weights-only or converted one, or a
@@ -84,6 +84,8 @@ class ConversionError(UserError):
 # ---------------------------------------------------------------- name tables
 
 LAYER_PLACEHOLDER = "n"  # `{n}` in a template: a layer number
+# Where Hugging Face's task and pretraining classes keep the encoder (their `base_model_prefix`).
+HF_BASE_PREFIX = "bert."
 QKV = {"query": "query", "key": "key", "value": "value"}
 
 
@@ -143,6 +145,7 @@ class NameTable:
 
 
 def translate(name, compiled_rows):
+    """The target name of the first row whose pattern matches `name`, its placeholders respelled; or None."""
     for pattern, target, spellings in compiled_rows:
         match = pattern.fullmatch(name)
         if match:
@@ -154,7 +157,7 @@ def translate(name, compiled_rows):
 
 def normalise_hf_name(name):
     """Drop the `bert.` prefix of task and pretraining models; older files' LayerNorm gamma/beta -> weight/bias."""
-    name = name[len("bert."):] if name.startswith("bert.") else name
+    name = name[len(HF_BASE_PREFIX):] if name.startswith(HF_BASE_PREFIX) else name
     return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
 
 
@@ -544,22 +547,24 @@ def convert_google(input_path, output_path, config_file=None):
 # ---------------------------------------------------------------- ours -> Hugging Face
 
 def read_model_yaml(path):
-    """(BertConfig, task or None, num_class or None) of a model YAML: the converter's or fine-tuning's
-    `model:` file, or a job YAML (its `bert_network` preset amended as training does; default base)."""
+    """(BertConfig, task or None) of a model YAML: the converter's or fine-tuning's `model:` file, or a
+    job YAML (its `bert_network` preset amended as training does; default base)."""
     values = read_yaml(path)
     values.setdefault("bert_network", "base")
+    fields = resolve_model(values, path)  # a ConfigError names the file and field itself
     try:
-        config = BertConfig(**resolve_model(values, path))
-    except (TypeError, ValueError) as error:
+        config = BertConfig(**fields)
+    except ValueError as error:
         raise ConversionError(f"{path}: {error}") from None
     task = values.get("task")
     if task is not None and task not in TASK_MODELS:
         raise ConversionError(f"{path}: task {task!r} is not one of {sorted(TASK_MODELS)}")
-    return config, task, values.get("num_class")
+    return config, task
 
 
 def export_model(config, saved, task, path):
-    """(HF architecture, the network `saved` was checked against, {our name: array}) of a checkpoint."""
+    """(Hugging Face architecture, {our name: array}) of a checkpoint's model weights, checked against the
+    network of that architecture: the task model, BertPreTraining (any head present) or BertModel."""
     if task:
         if "dense_1.weight" not in saved:
             raise ConversionError(f"{path}: no task head (dense_1.*) for task {task!r}")
@@ -608,7 +613,7 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
     model_config = model_config or model_yaml_path(checkpoint_path)
     if not os.path.isfile(model_config):
         raise ConversionError(f"{model_config}: no such file (pass the checkpoint's model YAML with --model_config)")
-    config, yaml_task, _ = read_model_yaml(model_config)
+    config, yaml_task = read_model_yaml(model_config)
     if config.use_relative_positions:
         raise ConversionError(f"{model_config}: NEZHA (use_relative_positions) export to Hugging Face is not "
                               "supported: transformers has no NEZHA model")
@@ -630,7 +635,7 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
             continue  # Hugging Face's class has no pooler
         theirs = table.theirs(name)
         if architecture != HF_ENCODER and name.startswith(ENCODER_PREFIX):
-            theirs = "bert." + theirs
+            theirs = HF_BASE_PREFIX + theirs
         tensors[theirs] = np.ascontiguousarray(array, dtype=np.float32)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ConversionError(f"--output {output_dir}: exists and is not a directory")
