@@ -14,7 +14,8 @@ Import (`--to ms`, the default) writes
                 input has them, as `mlm_head.*` and `nsp_head.*`; a Hugging Face
                 task model's head as `dense_1.*`;
     FILE.yaml   the matching `model:` section, to pass as `--model_config=FILE.yaml`;
-                for a task model also `task:` (classifier, ner or squad) and `num_class:`.
+                for a task model first `task:` (classifier, ner or squad), `num_class:`
+                and, from config.json's id2label, `labels:`, as fine-tuning writes them.
 
 from one of
 
@@ -274,7 +275,7 @@ class Conversion:
     config: BertConfig
     tensors: dict
     task: str = None
-    num_class: int = None
+    settings: dict = dataclasses.field(default_factory=dict)  # of a task model: num_class, labels
     notes: list = dataclasses.field(default_factory=list)
 
 
@@ -364,9 +365,9 @@ def write_ms_checkpoint(conversion, shapes, output_path, source):
     order = [name for name in shapes if name in conversion.tensors]
     save_checkpoint_atomic([{"name": name, "data": ms.Tensor(conversion.tensors[name])} for name in order],
                            output_path)
-    sections = {"model": dataclasses.asdict(conversion.config)}
-    if conversion.task:
-        sections.update(task=conversion.task, num_class=conversion.num_class)
+    # The layout of fine-tuning's <task>.yaml: the task and its settings, then the model.
+    sections = {"task": conversion.task, **conversion.settings} if conversion.task else {}
+    sections["model"] = dataclasses.asdict(conversion.config)
     header = f"# Model section of {os.path.basename(output_path)}, converted from {source}\n"
     write_text_atomic(header + yaml.safe_dump(sections, sort_keys=False), model_yaml_path(output_path))
 
@@ -449,6 +450,14 @@ def hf_num_class(hf_config, tensors, task, path):
     return num_class
 
 
+def hf_labels(hf_config, num_class):
+    """config.json's id2label as a list in id order, or None when it does not name every class."""
+    id2label = hf_config.get("id2label")
+    if not isinstance(id2label, dict) or sorted(map(str, id2label)) != sorted(map(str, range(num_class))):
+        return None
+    return [str(id2label.get(str(i), id2label.get(i))) for i in range(num_class)]
+
+
 def tied_problems(tensors):
     """The MLM decoder must be tied (our head has no decoder of its own)."""
     by_name = {normalise_hf_name(name): array for name, array in tensors.items()}
@@ -476,7 +485,10 @@ def convert_hf(input_dir, output_path):
 
     weights = {name: array for name, array in tensors.items()
                if normalise_hf_name(name) not in HF_BUFFERS and normalise_hf_name(name) not in HF_TIED}
-    conversion = Conversion(config, {}, task, num_class)
+    conversion = Conversion(config, {}, task)
+    if task:
+        labels = hf_labels(hf_config, num_class) if task != "squad" else None
+        conversion.settings = {"num_class": num_class, **({"labels": labels} if labels else {})}
     defaults = {}
     if task in HF_TASKS_WITHOUT_POOLER and not any(normalise_hf_name(name).startswith("pooler.") for name in weights):
         # Our task models all hold the pooler; these heads never read it.
@@ -547,8 +559,8 @@ def convert_google(input_path, output_path, config_file=None):
 # ---------------------------------------------------------------- ours -> Hugging Face
 
 def read_model_yaml(path):
-    """(BertConfig, task or None) of a model YAML: the converter's or fine-tuning's `model:` file, or a
-    job YAML (its `bert_network` preset amended as training does; default base)."""
+    """(BertConfig, task or None, class labels or None) of a model YAML: the converter's or fine-tuning's
+    <task>.yaml, or a job YAML (its `bert_network` preset amended as training does; default base)."""
     values = read_yaml(path)
     values.setdefault("bert_network", "base")
     fields = resolve_model(values, path)  # a ConfigError names the file and field itself
@@ -559,7 +571,7 @@ def read_model_yaml(path):
     task = values.get("task")
     if task is not None and task not in TASK_MODELS:
         raise ConversionError(f"{path}: task {task!r} is not one of {sorted(TASK_MODELS)}")
-    return config, task
+    return config, task, values.get("labels")
 
 
 def export_model(config, saved, task, path):
@@ -579,14 +591,16 @@ def export_model(config, saved, task, path):
     return architecture, {prefix + param.name: param.asnumpy() for param in net.get_parameters()}
 
 
-def hf_config_for(config, architecture, task=None, num_class=None):
-    """config.json of the exported model (Hugging Face's BertConfig names)."""
+def hf_config_for(config, architecture, task=None, num_class=None, labels=None):
+    """config.json of the exported model (Hugging Face's BertConfig names); `labels` name the classes."""
     hf_config = {"architectures": [architecture], "model_type": "bert"}
     hf_config.update({key: getattr(config, key) for key in HF_CONFIG_FIELDS})
     hf_config.update(position_embedding_type="absolute", tie_word_embeddings=True)
     if task in ("classifier", "ner"):
-        hf_config["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_class)}
-        hf_config["label2id"] = {f"LABEL_{i}": i for i in range(num_class)}
+        if not (isinstance(labels, list) and len(labels) == num_class):
+            labels = [f"LABEL_{i}" for i in range(num_class)]  # Hugging Face's default names
+        hf_config["id2label"] = {str(i): str(label) for i, label in enumerate(labels)}
+        hf_config["label2id"] = {str(label): i for i, label in enumerate(labels)}
     return hf_config
 
 
@@ -613,7 +627,7 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
     model_config = model_config or model_yaml_path(checkpoint_path)
     if not os.path.isfile(model_config):
         raise ConversionError(f"{model_config}: no such file (pass the checkpoint's model YAML with --model_config)")
-    config, yaml_task = read_model_yaml(model_config)
+    config, recorded_task, labels = read_model_yaml(model_config)
     if config.use_relative_positions:
         raise ConversionError(f"{model_config}: NEZHA (use_relative_positions) export to Hugging Face is not "
                               "supported: transformers has no NEZHA model")
@@ -622,7 +636,9 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
     if any(name.startswith("crf.") for name in saved):
         raise ConversionError(f"{checkpoint_path}: a NER model with a CRF (crf.*) cannot be exported: "
                               "Hugging Face's BertForTokenClassification has no CRF")
-    task = task or yaml_task
+    if task and recorded_task and task != recorded_task:
+        raise ConversionError(f"--task {task}: {model_config} describes a {recorded_task} model")
+    task = task or recorded_task
     if "dense_1.weight" in saved and not task:
         raise ConversionError(f"{checkpoint_path}: holds a task head (dense_1.*); name its task with "
                               f"--task {'|'.join(TASK_MODELS)}")
@@ -642,7 +658,8 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
     os.makedirs(output_dir, exist_ok=True)
     save_safetensors_atomic(tensors, os.path.join(output_dir, HF_WEIGHTS))
     num_class = weights["dense_1.weight"].shape[0] if task else None
-    write_text_atomic(json.dumps(hf_config_for(config, architecture, task, num_class), indent=2) + "\n",
+    write_text_atomic(json.dumps(hf_config_for(config, architecture, task, num_class, labels), indent=2,
+                                 ensure_ascii=False) + "\n",
                       os.path.join(output_dir, HF_CONFIG))
     return architecture, tensors
 
@@ -694,7 +711,7 @@ def main(argv=None):
     else:
         conversion = convert_google(args.input, args.output, args.config_file)
     config = conversion.config
-    task = f", task {conversion.task} with {conversion.num_class} outputs" if conversion.task else ""
+    task = f", task {conversion.task} with {conversion.settings['num_class']} outputs" if conversion.task else ""
     print(f"wrote {args.output} ({len(conversion.tensors)} tensors, {config.num_hidden_layers} layers, "
           f"hidden {config.hidden_size}{', NEZHA' if config.use_relative_positions else ''}{task}) "
           f"and {model_yaml_path(args.output)}")

@@ -563,9 +563,13 @@ def test_hugging_face_task_model_loads_as_a_fine_tuned_checkpoint(task, tmp_path
     output = str(tmp_path / f"{task}.ckpt")
     convert_main(["--source", "hf", "--input", write_hf_dir(tmp_path / "hf", tensors, hf_config), "--output", output])
     _, head, num_class = TASK_ARCHITECTURES[task]
-    written = read_yaml_file(tmp_path / f"{task}.yaml")
+    written = read_yaml_file(tmp_path / f"{task}.yaml")  # laid out as fine-tuning's <task>.yaml
     assert (written["task"], written["num_class"]) == (task, num_class)
-    assert list(written) == ["model", "task", "num_class"]
+    if task == "squad":
+        assert list(written) == ["task", "num_class", "model"]
+    else:
+        assert list(written) == ["task", "num_class", "labels", "model"]
+        assert written["labels"] == [f"LABEL_{i}" for i in range(num_class)]
 
     config = imported_config(tmp_path / f"{task}.yaml")
     model = {"classifier": lambda: BertCLSModel(config, False, num_class),
@@ -745,16 +749,30 @@ def test_training_checkpoint_exports_as_bert_for_pretraining(tmp_path):
                                   weights["bert.bert_encoder.layers.1.output.dense.weight"])
 
 
-def test_fine_tuned_checkpoint_exports_with_task_flag(tmp_path):
+def test_fine_tuned_checkpoints_export_as_their_task(tmp_path):
     config = tiny_config()
     model = BertSquadModel(config, False)
     weights = randomize_parameters(model, seed=2)
     save_checkpoint_atomic(model, str(tmp_path / "squad.ckpt"))
-    write_model_yaml(tmp_path / "squad.yaml", config)  # as fine-tuning writes it: no task
+    write_model_yaml(tmp_path / "squad.yaml", config)  # a YAML without `task:`: the flag names it
     hf_config, exported = export(tmp_path / "squad.ckpt", tmp_path / "hf", "--task", "squad")
     assert hf_config["architectures"] == ["BertForQuestionAnswering"]
     np.testing.assert_array_equal(exported["qa_outputs.weight"], weights["dense_1.weight"])
     assert not any(name.startswith("bert.pooler") for name in exported)
+
+    model = BertCLSModel(config, False, 3)
+    weights = randomize_parameters(model, seed=3)
+    save_checkpoint_atomic(model, str(tmp_path / "classifier.ckpt"))
+    # fine-tuning's <task>.yaml: task and settings, then the model
+    (tmp_path / "classifier.yaml").write_text(yaml.safe_dump(
+        {"task": "classifier", "num_class": 3, "labels": ["体育", "财经", "news"], "do_lower_case": True,
+         "model": dataclasses.asdict(config)}, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    hf_config, exported = export(tmp_path / "classifier.ckpt", tmp_path / "hf_classifier")
+    assert hf_config["architectures"] == ["BertForSequenceClassification"]
+    assert hf_config["id2label"] == {"0": "体育", "1": "财经", "2": "news"}
+    assert hf_config["label2id"] == {"体育": 0, "财经": 1, "news": 2}
+    np.testing.assert_array_equal(exported["classifier.bias"], weights["dense_1.bias"])
+    np.testing.assert_array_equal(exported["bert.pooler.dense.weight"], weights["bert.dense.weight"])
 
 
 def test_export_refusals(tmp_path, capsys):
@@ -766,6 +784,9 @@ def test_export_refusals(tmp_path, capsys):
     expect_exit(["--source", "ms", "--to", "hf", "--input", str(tmp_path / "cls.ckpt"), "--model_config",
                  str(tmp_path / "other.yaml"), "--output", str(tmp_path / "hf")], capsys,
                 "other.yaml: no such file")
+    write_model_yaml(tmp_path / "cls.yaml", config, task="classifier", num_class=4)
+    expect_exit(["--source", "ms", "--to", "hf", "--input", str(tmp_path / "cls.ckpt"), "--task", "ner",
+                 "--output", str(tmp_path / "hf")], capsys, "--task ner: ", "cls.yaml describes a classifier model")
     save_checkpoint_atomic(BertNERModel(config, False, 4, use_crf=True), str(tmp_path / "ner.ckpt"))
     write_model_yaml(tmp_path / "ner.yaml", config, task="ner", num_class=4)
     expect_exit(["--source", "ms", "--to", "hf", "--input", str(tmp_path / "ner.ckpt"), "--output",
