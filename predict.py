@@ -34,8 +34,8 @@ from src.config import bool_flag
 from src.create_finetune_data import Example, RowBuilder
 from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS
 from src.errors import UserError, exit_on_user_error
+from src.export_model import build_predictor
 from src.finetune import load_task_model, predict, rows_dataset
-from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
 from src.ner_tagging import tags_to_spans
 from src.tokenization import FullTokenizer
 
@@ -104,7 +104,7 @@ def classify(lines, config, settings, args, tokenizer):
     builder = RowBuilder(tokenizer, {label: index for index, label in enumerate(labels)}, config.seq_length,
                          args.input_file)
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
-    model = load_task_model(TaskPredictor(BertCLSModel(config, False, settings["num_class"])), args.checkpoint)
+    model = load_task_model(build_predictor("classifier", config, settings["num_class"]), args.checkpoint)
     (probabilities,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args.batch_size)
     results = [{"line": number, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
                for (number, text), p in zip(lines, probabilities)]
@@ -116,7 +116,7 @@ def tag(lines, config, settings, args, tokenizer):
     builder = RowBuilder(tokenizer, {label: index for index, label in enumerate(labels)}, config.seq_length,
                          args.input_file, settings["tag_scheme"])
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
-    model = load_task_model(TaskPredictor(BertNERModel(config, False, settings["num_class"], settings["use_crf"])),
+    model = load_task_model(build_predictor("ner", config, settings["num_class"], settings["use_crf"]),
                             args.checkpoint)
     (tag_ids,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args.batch_size)
     results = []
@@ -134,7 +134,7 @@ def answer(lines, config, settings, args, tokenizer):
     features = list(squad.iter_features(examples, tokenizer, False, config.seq_length, settings["doc_stride"],
                                         settings["max_query_length"]))
     rows = [squad.feature_row(feature, is_training=False) for feature in features]
-    model = load_task_model(TaskPredictor(BertSquadModel(config, False)), args.checkpoint)
+    model = load_task_model(build_predictor("squad", config), args.checkpoint)
     outputs = predict_rows(model, rows, SQUAD_EVAL_COLUMNS, args.batch_size)
     raw = [squad.RawResult(feature.unique_id, start.tolist(), end.tolist())
            for feature, start, end in zip(features, *outputs)]
