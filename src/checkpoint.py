@@ -23,21 +23,22 @@ class CheckpointMismatchError(UserError):
     """A checkpoint is unreadable, or its names or shapes do not match the network."""
 
 
-def save_checkpoint_atomic(params, path, append_dict=None):
-    """Write `params` (a Cell, or a list of {'name', 'data'} dicts) to `path` atomically.
+def replace_atomically(path, write, suffix="", mode=None):
+    """Make `path` by `write(temporary_path)`, atomically.
 
-    `append_dict` adds named scalars (e.g. the training step) to the file.
-
-    The checkpoint is written to a temporary file in the same directory, flushed
-    to disk, then renamed over `path`: readers see the old file or the new one,
-    never a partial one.
+    The temporary file is in the same directory; once written it gets `mode`
+    (if given), is flushed to disk, and is renamed over `path`: readers see the
+    old file or the new one, never a partial one. A failure leaves no
+    temporary file behind.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     os.close(fd)
     try:
-        ms.save_checkpoint(params, tmp_path, append_dict=append_dict)
+        write(tmp_path)
+        if mode is not None:
+            os.chmod(tmp_path, mode)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -46,20 +47,21 @@ def save_checkpoint_atomic(params, path, append_dict=None):
             os.remove(tmp_path)
 
 
+def save_checkpoint_atomic(params, path, append_dict=None):
+    """Write `params` (a Cell, or a list of {'name', 'data'} dicts) to `path` atomically.
+
+    `append_dict` adds named scalars (e.g. the training step) to the file.
+    """
+    replace_atomically(path, lambda tmp_path: ms.save_checkpoint(params, tmp_path, append_dict=append_dict),
+                       suffix=".ckpt")
+
+
 def write_text_atomic(text, path):
-    """Write a small text file atomically (same scheme as `save_checkpoint_atomic`)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        os.chmod(tmp_path, TEXT_FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    """Write a small text file atomically, readable by everyone."""
+    def write(tmp_path):
+        with open(tmp_path, "w", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    replace_atomically(path, write, mode=TEXT_FILE_MODE)
 
 
 # The model zoo's NEZHA keeps an absolute-position table that it never uses;

@@ -61,7 +61,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 
 import mindspore as ms
 import numpy as np
@@ -70,8 +69,8 @@ from safetensors.numpy import load_file, save_file
 
 from src.bert_for_pre_training import BertPreTraining
 from src.bert_model import BertConfig, BertModel
-from src.checkpoint import (TEXT_FILE_MODE, load_params_into, read_checkpoint, save_checkpoint_atomic,
-                            write_text_atomic)
+from src.checkpoint import (TEXT_FILE_MODE, load_params_into, read_checkpoint, replace_atomically,
+                            save_checkpoint_atomic, write_text_atomic)
 from src.config import read_yaml, resolve_model
 from src.errors import UserError, exit_on_user_error
 from src.finetune_eval_model import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
@@ -605,18 +604,10 @@ def hf_config_for(config, architecture, task=None, num_class=None, labels=None):
 
 
 def save_safetensors_atomic(tensors, path):
-    """model.safetensors written to a temporary file, flushed, then renamed into place."""
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_path, metadata={"format": "pt"})  # the format tag transformers checks
-        os.chmod(tmp_path, TEXT_FILE_MODE)  # readable by all, as save_pretrained leaves it
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    """model.safetensors, written atomically and readable by all (as save_pretrained leaves it)."""
+    # The "pt" format tag is what transformers checks.
+    replace_atomically(path, lambda tmp_path: save_file(tensors, tmp_path, metadata={"format": "pt"}),
+                       suffix=".safetensors", mode=TEXT_FILE_MODE)
 
 
 def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
