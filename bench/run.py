@@ -46,7 +46,9 @@ CLEAN_ENV = dict(os.environ)
 
 SUITES = ("cpu",)
 MIN_REPEATS = 3
-WARMUP_REPETITIONS = 2
+# Untimed calls before timing. MindSpore's step time settles only after about 5 calls (the
+# first compiles; the next few run ~25% slower than the rest), torch's after 2.
+WARMUP_REPETITIONS = 5
 GEMM_REPEATS = 10
 DEVICE_TARGET = "CPU"
 
@@ -485,8 +487,9 @@ def hf_model_step(case, repeats):
 
 
 def hf_tokenizer_rate(lines_file, vocab, repeats):
-    """MB/s of BertTokenizerFast (Rust `tokenizers`) built from our vocabulary, and the share
-    of lines whose tokens equal our FullTokenizer's."""
+    """MB/s of BertTokenizerFast built from our vocabulary: its Rust `tokenizers` backend alone
+    (`encode_batch`) and the transformers call users write (`tokenizer(lines)`, which adds Python
+    conversions); and the share of lines whose ids equal our FullTokenizer's."""
     import transformers
     with open(lines_file, encoding="utf-8") as f:
         lines = json.load(f)
@@ -494,12 +497,18 @@ def hf_tokenizer_rate(lines_file, vocab, repeats):
     tokenizer = transformers.BertTokenizerFast(vocab=os.path.join(REPO, vocab), do_lower_case=True)
     if len(tokenizer) != vocab_size_of(vocab):
         raise RuntimeError(f"BertTokenizerFast loaded {len(tokenizer)} tokens from {vocab}")
-    encode = lambda _: tokenizer(lines, add_special_tokens=False)["input_ids"]  # noqa: E731
+    backend = tokenizer.backend_tokenizer
+    encode = lambda _: [e.ids for e in backend.encode_batch(lines, add_special_tokens=False)]  # noqa: E731
     seconds, times = median_seconds(encode, repeats)
-    theirs = encode(None)
+    call = lambda _: tokenizer(lines, add_special_tokens=False)["input_ids"]  # noqa: E731
+    call_seconds, call_times = median_seconds(call, repeats)
+    theirs = call(None)
+    if theirs != encode(None):
+        raise RuntimeError("BertTokenizerFast: its backend and its call disagree")
     ours = token_ids(our_tokenizer(vocab), lines)
     identical = sum(a == b for a, b in zip(ours, theirs)) / len(lines)
     return {"mb_per_s": megabytes(lines) / seconds, "seconds": seconds, "times": times,
+            "transformers_call_mb_per_s": megabytes(lines) / call_seconds, "transformers_call_times": call_times,
             "identical_lines": identical}
 
 
@@ -576,7 +585,8 @@ def build_notes(shapes, repeats, peak, gemm_rows_source, hf, torch_threads, ms_t
     attention = ", ".join(sorted({f"`{model['attn_implementation']}`" for model in hf.get("models", {}).values()}))
     notes = [
         f"Each rate: median of {repeats} timed repetitions after {WARMUP_REPETITIONS} untimed warm-up ones "
-        "(the first compiles MindSpore's graph / allocates torch's optimizer state); the generator: after 1, "
+        "(the first compiles MindSpore's graph / allocates torch's optimizer state; MindSpore's steps settle "
+        "after about 5); the generator: after 1, "
         "start-up of the command included; the loader: a full pass over the generated shards.",
         f"GEMM: fp32 [{shapes.gemm_size}×{shapes.gemm_size}] @ [{shapes.gemm_size}×{shapes.gemm_size}], "
         f"2·n³ FLOPs; MindSpore `ops.matmul` compiled with `ms.jit` (graph mode), torch `torch.matmul` (eager); "
@@ -606,7 +616,10 @@ def build_notes(shapes, repeats, peak, gemm_rows_source, hf, torch_threads, ms_t
         "against the Hugging Face model in `eval()` under `torch.inference_mode()`.",
         "Tokenizer: text → ids of every non-empty line; ours `FullTokenizer` (a fresh one each repetition: "
         "empty word cache), single-threaded Python; Hugging Face `BertTokenizerFast(vocab=our vocab file, "
-        "do_lower_case=True)`, one batch call (Rust, may use every core). 'tokens identical' is the share "
+        "do_lower_case=True)`, its Rust `tokenizers` backend's `encode_batch` (may use every core); through "
+        "the transformers call `tokenizer(lines)` it is slower: " + ", ".join(
+            f"{language} {result['transformers_call_mb_per_s']:.2f} MB/s"
+            for language, result in hf.get("tokenizer", {}).items()) + ". 'tokens identical' is the share "
         "of lines whose ids equal ours.",
         f"Generator: `python -m src.create_pretraining_data` on the Chinese corpus, dupe_factor "
         f"{GENERATOR_DUPE_FACTOR}, {GENERATOR_WORKERS} worker, no whole-word mask, TFRecord; instances/s of "
