@@ -26,7 +26,7 @@ import math
 import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
-from mindspore.common.initializer import TruncatedNormal
+from mindspore.common.initializer import TruncatedNormal, initializer
 
 # Added to the attention scores of padded key positions (Google BERT's value):
 # exp(-10000) underflows to 0 in fp32, and the value is representable in fp16.
@@ -126,14 +126,52 @@ def truncated_normal(config):
     return TruncatedNormal(sigma=config.initializer_range, a=-bound, b=bound)
 
 
+class Dense(nn.Cell):
+    """y = x W^T + b over the last axis, W [out, in]: nn.Dense's layout and parameter names.
+
+    Built on `ops.dense` (one fused kernel with a ReduceSum bias gradient)
+    rather than nn.Dense's MatMul + BiasAdd, whose CPU BiasAddGrad kernel was
+    the third-largest cost of a fine-tuning step in MindSpore 2.10's profiler.
+    """
+
+    def __init__(self, in_channels, out_channels, weight_init):
+        super().__init__()
+        self.weight = ms.Parameter(initializer(weight_init, (out_channels, in_channels)), name="weight")
+        self.bias = ms.Parameter(initializer("zeros", (out_channels,)), name="bias")
+
+    def construct(self, x):
+        # The weights in x's type: `to_float(float16)` casts a cell's inputs, not its parameters.
+        return ops.dense(x, self.weight.astype(x.dtype), self.bias.astype(x.dtype))
+
+
 def dense(config, in_channels, out_channels):
     """A Dense layer whose matmul runs in `config.compute_type`."""
-    layer = nn.Dense(in_channels, out_channels, weight_init=truncated_normal(config))
+    layer = Dense(in_channels, out_channels, truncated_normal(config))
     return layer.to_float(DTYPES[config.compute_type])
 
 
+class LayerNorm(nn.Cell):
+    """Layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta.
+
+    nn.LayerNorm's parameter names (`gamma`, `beta`), composed from elementwise
+    ops and means: on CPU their gradients run about twice as fast as MindSpore
+    2.10's fused LayerNormGrad kernel, the largest non-matmul cost of a step.
+    """
+
+    def __init__(self, hidden_size, epsilon):
+        super().__init__()
+        self.gamma = ms.Parameter(initializer("ones", (hidden_size,)), name="gamma")
+        self.beta = ms.Parameter(initializer("zeros", (hidden_size,)), name="beta")
+        self.epsilon = epsilon
+
+    def construct(self, x):
+        centered = x - x.mean(-1, keep_dims=True)                         # [..., D]
+        variance = (centered * centered).mean(-1, keep_dims=True)        # [..., 1]
+        return centered * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+
 def layer_norm(config):
-    return nn.LayerNorm((config.hidden_size,), epsilon=config.layer_norm_eps)
+    return LayerNorm(config.hidden_size, config.layer_norm_eps)
 
 
 class EmbeddingPostprocessor(nn.Cell):

@@ -12,12 +12,14 @@ repeats up to `device_num - 1` rows: unequal shards would leave one device
 waiting for the others at the end of an epoch.
 """
 
+import bisect
 import glob
 import json
 import os
 
 import mindspore as ms
 import mindspore.dataset as ds
+import numpy as np
 from mindspore.dataset import transforms
 
 from src.errors import UserError
@@ -58,7 +60,7 @@ def data_files(data_dir, dataset_format):
 
 def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuffle=False,
                    schema_dir="", dataset_format="tfrecord", seq_length=None, drop_remainder=True,
-                   num_parallel_workers=DEFAULT_PARALLEL_WORKERS):
+                   num_parallel_workers=DEFAULT_PARALLEL_WORKERS, bucket_list=()):
     """A batched dataset of `columns` read from `data_dir`.
 
     Args:
@@ -71,6 +73,7 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
         dataset_format (str): "tfrecord" or "mindrecord".
         seq_length (int): if given, `input_ids` must have this length (the model's `seq_length`).
         drop_remainder (bool): drop a last, smaller batch (training) or keep it (evaluation).
+        bucket_list (sequence of int): if given, batch by length (see `bucket_by_length`).
     Returns:
         mindspore.dataset.Dataset yielding `columns`, int32 except float columns.
     """
@@ -96,7 +99,50 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
         if first_row[column].dtype.kind in "iu":  # int64 on disk -> int32 for the model
             dataset = dataset.map(operations=to_int32, input_columns=column,
                                   num_parallel_workers=num_parallel_workers)
+    if bucket_list:
+        return bucket_by_length(dataset, lengths, bucket_list, batch_size, drop_remainder)
     return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def bucket_lengths(bucket_list, seq_length):
+    """The sorted bucket lengths: those of `bucket_list` below `seq_length`, then `seq_length`."""
+    if any(int(length) < 1 for length in bucket_list):
+        raise DatasetError(f"bucket_list: lengths must be positive, got {list(bucket_list)}")
+    return sorted({int(length) for length in bucket_list if int(length) < seq_length} | {seq_length})
+
+
+def bucket_by_length(dataset, row_lengths, bucket_list, batch_size, drop_remainder):
+    """Batches of rows cut to the shortest bucket length that holds all their real tokens.
+
+    The model zoo's `bucket_list` idea: most classification and NER inputs are
+    far shorter than `seq_length`, and attention over padding is wasted work.
+    Each row's token columns (those as long as `input_ids`: the inputs, and
+    NER's per-token labels) lose only padding (`input_mask` 0) beyond the
+    bucket length; the model's outputs at real tokens do not depend on padding,
+    so the loss of a batch is unchanged. Every batch holds `batch_size` rows of
+    one length, so a compiled model builds one graph per bucket.
+
+    Args:
+        dataset: unbatched rows.
+        row_lengths (dict): {column: values per row}; `input_ids` gives seq_length.
+        bucket_list (sequence of int): bucket lengths; seq_length is always added.
+        batch_size (int), drop_remainder (bool): per bucket.
+    """
+    seq_length = row_lengths["input_ids"]
+    buckets = bucket_lengths(bucket_list, seq_length)
+    token_columns = [column for column, length in row_lengths.items() if length == seq_length]
+    mask_index = token_columns.index("input_mask")
+
+    def cut_to_bucket(*values):
+        real = np.flatnonzero(values[mask_index])
+        needed = int(real[-1]) + 1 if real.size else 1
+        length = buckets[bisect.bisect_left(buckets, needed)]
+        return tuple(value[:length] for value in values)
+
+    dataset = dataset.map(operations=cut_to_bucket, input_columns=token_columns, output_columns=token_columns)
+    # Bucket i holds lengths in [boundary[i-1], boundary[i]): one boundary just above each length but the last.
+    return dataset.bucket_batch_by_length(["input_mask"], [length + 1 for length in buckets[:-1]],
+                                          [batch_size] * len(buckets), drop_remainder=drop_remainder)
 
 
 def read_first_row(path, columns, dataset_format):

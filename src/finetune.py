@@ -77,7 +77,8 @@ def train_task(cfg, config, network, columns, task_name, task_settings):
     """
     dataset = create_dataset(cfg.train_data_file_path, columns, cfg.train_batch_size,
                              do_shuffle=cfg.train_data_shuffle, schema_dir=cfg.schema_file_path,
-                             dataset_format=cfg.dataset_format, seq_length=config.seq_length)
+                             dataset_format=cfg.dataset_format, seq_length=config.seq_length,
+                             bucket_list=cfg.bucket_list)
     steps_per_epoch = dataset.get_dataset_size() // cfg.accumulation_steps
     if steps_per_epoch < 1:
         raise ConfigError(f"train_data_file_path: {dataset.get_dataset_size()} batches of {cfg.train_batch_size} "
