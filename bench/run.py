@@ -59,6 +59,11 @@ CORPORA = {"zh": ("data/corpus/zh_sample.txt", CHINESE_VOCAB),
            "en": ("data/corpus/en_sample.txt", ENGLISH_VOCAB)}
 MASKED_POSITIONS = 20          # max_predictions_per_seq of the pretraining data
 CLASSIFIER_CLASSES = 15        # CLUE TNEWS
+# CoLA-length inputs: the token counts of the CoLA sentences in the test fixture (mean 11.5, 89% <= 16
+# tokens with [CLS]/[SEP]; GLUE's CoLA train set: mean 11.3, 90% <= 16).
+COLA_FIXTURE = "tests/data/finetune/cola.tsv"
+COLA_CLASSES = 2
+COLA_ROWS = 1024               # rows per timed pass (the fixture's lengths, repeated)
 GENERATOR_DUPE_FACTOR = 2
 GENERATOR_WORKERS = 1
 LOADER_BATCH_SIZE = 32
@@ -277,6 +282,12 @@ def model_cases(shapes):
         cases.append(ModelCase(f"{task}_{preset}", task, f"{title}, `{preset}`", shapes.classifier_batch_size,
                                dataclasses.asdict(config), CLASSIFIER_CLASSES))
         configs[cases[-1].key] = cfg
+    cfg, config = project_config("task_classifier_config.yaml", preset, shapes.seq_length, english)
+    cases.append(ModelCase(f"cola_{preset}", "classifier",
+                           f"fine-tuning, CoLA-length inputs (ours: `bucket_list` {cfg.bucket_list}; "
+                           f"HF: padded to {shapes.seq_length}), `{preset}`",
+                           shapes.classifier_batch_size, dataclasses.asdict(config), COLA_CLASSES))
+    configs[cases[-1].key] = cfg
     cfg, config = project_config("task_squad_config.yaml", preset, shapes.squad_seq_length, english)
     cases.append(ModelCase(f"squad_{preset}", "squad", f"fine-tuning step, SQuAD, `{preset}`",
                            shapes.squad_batch_size, dataclasses.asdict(config)))
@@ -339,6 +350,58 @@ def ms_model_step(case, cfg, repeats):
     return {"seconds": seconds, "times": times, "skipped_steps": sum(overflows)}
 
 
+def cola_lengths():
+    """Tokens ([CLS] sentence [SEP]) of each sentence of the CoLA fixture, with the English vocabulary."""
+    tokenizer = our_tokenizer(ENGLISH_VOCAB)
+    with open(os.path.join(REPO, COLA_FIXTURE), encoding="utf-8") as f:
+        return [len(tokenizer.tokenize(line.rstrip("\n").split("\t")[3])) + 2 for line in f if line.strip()]
+
+
+def ms_bucketed_pass(case, cfg, repeats, work_dir):
+    """Samples/s of fine-tuning passes over COLA_ROWS rows of CoLA lengths, padded to seq_length on disk
+    and batched by `create_dataset(bucket_list=...)` as run_classifier.py does: loader and steps timed."""
+    import mindspore as ms
+    import numpy as np
+    from src.dataset import CLASSIFIER_COLUMNS, create_dataset
+    from src.optimizers import build_optimizer
+    from src.records import write_tfrecord
+    from src.training import build_train_cell
+
+    rng = np.random.RandomState(0)
+    seq, lengths = case.seq_length, cola_lengths()
+    rows = []
+    for index in range(COLA_ROWS):
+        real = np.arange(seq) < min(lengths[index % len(lengths)], seq)
+        rows.append({"input_ids": np.where(real, rng.randint(1, case.model["vocab_size"], seq), 0),
+                     "input_mask": real.astype(np.int64), "segment_ids": np.zeros(seq, np.int64),
+                     "label_ids": np.array([index % COLA_CLASSES])})
+    path = os.path.join(work_dir, "cola_lengths.tfrecord")
+    write_tfrecord(path, rows)
+    dataset = create_dataset(path, CLASSIFIER_COLUMNS, case.batch_size, do_shuffle=True, seq_length=seq,
+                             bucket_list=cfg.bucket_list)
+    network = ms_network(case)
+    optimizer = build_optimizer(cfg, network.trainable_params(), SCHEDULE_STEPS, DEVICE_TARGET, warmup_steps=0)
+    train_cell = build_train_cell(network, optimizer, cfg)
+    train_cell.set_train(True)
+    samples = []
+
+    def one_pass(_):
+        count = 0
+        for batch in dataset.create_tuple_iterator(num_epochs=1):
+            loss, _overflow, _scale = train_cell(*batch)
+            count += batch[0].shape[0]
+        loss.asnumpy()
+        samples.append(count)
+
+    # One untimed pass compiles a graph per bucket length; median_seconds adds its warm-up passes.
+    seconds, times = median_seconds(one_pass, repeats, warmup=2)
+    timed_samples = samples[-repeats:]
+    rates = [count / t for count, t in zip(timed_samples, times)]
+    return {"seconds": case.batch_size / statistics.median(rates), "times": times, "samples": timed_samples,
+            "samples_per_s": statistics.median(rates), "bucket_list": cfg.bucket_list,
+            "mean_length": float(np.mean(lengths)), "skipped_steps": None}
+
+
 def tokenizer_rate(lines, vocab, repeats):
     # A fresh tokenizer for every repetition (built untimed): each one tokenizes the corpus
     # from an empty word cache, as a real first pass over a corpus does.
@@ -359,6 +422,29 @@ def generator_rate(corpus_file, output_dir, repeats):
     with open(os.path.join(output_dir, "stats.json"), encoding="utf-8") as f:
         instances = json.load(f)["instances"]
     return {"instances_per_s": instances / seconds, "instances": instances, "seconds": seconds, "times": times}
+
+
+def google_generator_rate(python, corpus_file, output_dir, repeats):
+    """Wall time of Google BERT's own `create_pretraining_data.py` (PyPI `bert-tensorflow`, one process)
+    on the same corpus with the same settings as `generator_rate`; None where it is not installed."""
+    check = subprocess.run([python, "-c", "import bert.create_pretraining_data"], cwd=output_dir, env=CLEAN_ENV,
+                           capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        return {"available": False, "reason": (check.stderr.strip().splitlines() or ["?"])[-1]}
+    output_file = os.path.join(output_dir, "google.tfrecord")
+    command = [python, "-m", "bert.create_pretraining_data", f"--input_file={corpus_file}",
+               f"--output_file={output_file}", f"--vocab_file={os.path.join(REPO, CHINESE_VOCAB)}",
+               "--do_lower_case=true", f"--dupe_factor={GENERATOR_DUPE_FACTOR}",
+               f"--max_seq_length={LOADER_SEQ_LENGTH}", f"--max_predictions_per_seq={MASKED_POSITIONS}",
+               "--masked_lm_prob=0.15", "--short_seq_prob=0.1", "--random_seed=12345"]
+    run = lambda _: subprocess.run(command, cwd=output_dir, env=CLEAN_ENV, check=True,  # noqa: E731
+                                   capture_output=True)
+    seconds, times = median_seconds(run, repeats, warmup=1)
+    counter = [python, "-c", "import sys, tensorflow as tf; "
+               "print(sum(1 for _ in tf.data.TFRecordDataset(sys.argv[1])))", output_file]
+    instances = int(subprocess.run(counter, env=CLEAN_ENV, check=True, capture_output=True, text=True).stdout)
+    return {"available": True, "instances_per_s": instances / seconds, "instances": instances, "seconds": seconds,
+            "times": times, "bert_tensorflow": package_version("bert-tensorflow")}
 
 
 def loader_rate(data_dir, repeats):
@@ -566,6 +652,8 @@ def model_rows(case, ms_result, hf_result, peak_gflops):
     rows = [Row(case.title, setting, "samples/s", *samples)]
     if case.task == "pretrain":
         rows.append(Row(case.title, setting, "tokens/s", *[s and s * case.seq_length for s in samples], digits=0))
+    if case.key.startswith("cola_"):  # the two sides do different work (bucketed vs padded): no common FLOPs
+        return rows
     flops = model_flops_per_sample(case)
     mfu = [s and 100 * s * flops / (peak_gflops * 1e9) for s in samples]
     rows.append(Row(case.title, setting, "MFU %", *mfu, digits=2))
@@ -573,15 +661,15 @@ def model_rows(case, ms_result, hf_result, peak_gflops):
 
 
 def markdown(rows, notes, machine_line):
-    header = ["measurement", "setting", "unit", "this project (MindSpore)", "Hugging Face (torch)",
-              "project / HF"]
+    header = ["measurement", "setting", "unit", "this project (MindSpore)", "reference: Hugging Face (torch)",
+              "project / reference"]
     lines = [machine_line, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     lines += [""] + [f"{index}. {note}" for index, note in enumerate(notes, 1)]
     return "\n".join(lines) + "\n"
 
 
-def build_notes(shapes, repeats, peak, gemm_rows_source, hf, torch_threads, ms_threads):
+def build_notes(shapes, repeats, peak, gemm_rows_source, hf, torch_threads, ms_threads, cola_mean, google):
     attention = ", ".join(sorted({f"`{model['attn_implementation']}`" for model in hf.get("models", {}).values()}))
     notes = [
         f"Each rate: median of {repeats} timed repetitions after {WARMUP_REPETITIONS} untimed warm-up ones "
@@ -614,6 +702,12 @@ def build_notes(shapes, repeats, peak, gemm_rows_source, hf, torch_threads, ms_t
         "against `BertForSequenceClassification` / `BertForQuestionAnswering` with the same torch step; "
         "SQuAD with the English vocabulary (30522). Inference: `BertCLSModel` with is_training=False "
         "against the Hugging Face model in `eval()` under `torch.inference_mode()`.",
+        f"CoLA-length inputs: {COLA_ROWS} rows whose real lengths are those of the CoLA sentences in "
+        f"`{COLA_FIXTURE}` (mean {cola_mean:.1f} tokens), stored padded to seq {shapes.seq_length}; ours is "
+        "whole shuffled passes through `create_dataset(bucket_list=...)` and the train cell, as run_classifier.py "
+        "trains (loader included; a graph per bucket length, compiled in the warm-up pass); Hugging Face is "
+        f"its classifier step on full batches of {shapes.seq_length} tokens, what padding to max_seq_length "
+        "costs it (its attention runs over the padding too).",
         "Tokenizer: text → ids of every non-empty line; ours `FullTokenizer` (a fresh one each repetition: "
         "empty word cache), single-threaded Python; Hugging Face `BertTokenizerFast(vocab=our vocab file, "
         "do_lower_case=True)`, its Rust `tokenizers` backend's `encode_batch` (may use every core); through "
@@ -623,8 +717,13 @@ def build_notes(shapes, repeats, peak, gemm_rows_source, hf, torch_threads, ms_t
         "of lines whose ids equal ours.",
         f"Generator: `python -m src.create_pretraining_data` on the Chinese corpus, dupe_factor "
         f"{GENERATOR_DUPE_FACTOR}, {GENERATOR_WORKERS} worker, no whole-word mask, TFRecord; instances/s of "
-        f"the whole command. Loader: `create_bert_dataset`, batch {LOADER_BATCH_SIZE}, seq "
-        f"{LOADER_SEQ_LENGTH}, shuffled, over those shards. No Hugging Face counterpart for these two.",
+        f"the whole command. Its reference is Google BERT's own `create_pretraining_data.py` (PyPI "
+        f"`bert-tensorflow`, the single-process original, run by --hf_python) with the same settings "
+        f"(max_seq_length {LOADER_SEQ_LENGTH}, {MASKED_POSITIONS} predictions, masked_lm_prob 0.15, "
+        "short_seq_prob 0.1, seed 12345), start-up included"
+        + ("" if google.get("available") else f"; not measured: {google.get('reason')}") + ". "
+        f"Loader: `create_bert_dataset`, batch {LOADER_BATCH_SIZE}, seq "
+        f"{LOADER_SEQ_LENGTH}, shuffled, over those shards; no counterpart.",
         f"Threads: MindSpore CPU kernels `ms.device_context.cpu.op_tuning.threads_num({ms_threads})`; "
         + (f"torch `set_num_threads({torch_threads})` (its default here: {hf.get('torch_default_threads')}), "
            f"interop threads {hf.get('torch_interop_threads')} (default). Hugging Face ran in a child process "
@@ -675,7 +774,9 @@ def _run_suite(args, shapes, work_dir):
     project["models"] = {}
     for case in cases:
         print(f"[ms] {case.title}", flush=True)
-        project["models"][case.key] = {**ms_model_step(case, configs[case.key], args.repeats),
+        step = (ms_bucketed_pass(case, configs[case.key], args.repeats, work_dir) if case.key.startswith("cola_")
+                else ms_model_step(case, configs[case.key], args.repeats))
+        project["models"][case.key] = {**step,
                                        "flops_per_sample": model_flops_per_sample(case),
                                        "case": dataclasses.asdict(case)}
     project["tokenizer"] = {}
@@ -692,6 +793,10 @@ def _run_suite(args, shapes, work_dir):
     print("[ms] generator", flush=True)
     shards = os.path.join(work_dir, "pretraining_data")
     project["generator"] = generator_rate(corpus_file, shards, args.repeats)
+    print("[google] generator", flush=True)
+    google_dir = os.path.join(work_dir, "google_generator")
+    os.makedirs(google_dir)
+    results["google_generator"] = google_generator_rate(args.hf_python, corpus_file, google_dir, args.repeats)
     print("[ms] loader", flush=True)
     project["loader"] = loader_rate(shards, args.repeats)
     results["wall_seconds"] = time.time() - started
@@ -726,10 +831,11 @@ def report(results, cases, shapes, repeats):
         if theirs:
             rows.append(Row(f"tokenizer, {language}: tokens identical to ours", setting, "% of lines", None,
                             100 * theirs["identical_lines"]))
-    generator = project["generator"]
-    rows.append(Row("pretraining-data generator", f"zh corpus, dupe_factor {GENERATOR_DUPE_FACTOR}, "
-                    f"{GENERATOR_WORKERS} worker ({generator['instances']} instances)", "instances/s",
-                    generator["instances_per_s"], digits=0))
+    generator, google = project["generator"], results["google_generator"]
+    rows.append(Row("pretraining-data generator (reference: Google's create_pretraining_data.py)",
+                    f"zh corpus, dupe_factor {GENERATOR_DUPE_FACTOR}, {GENERATOR_WORKERS} worker "
+                    f"({generator['instances']} instances; Google {google.get('instances', '—')})", "instances/s",
+                    generator["instances_per_s"], google.get("instances_per_s"), digits=0))
     rows.append(Row("pretraining loader", f"batch {LOADER_BATCH_SIZE}, seq {LOADER_SEQ_LENGTH} "
                     f"({project['loader']['batches']} batches)", "batches/s", project["loader"]["batches_per_s"],
                     digits=0))
@@ -740,8 +846,9 @@ def report(results, cases, shapes, repeats):
                     f"transformers {machine['transformers'] or 'not installed'}, "
                     f"tokenizers {machine['tokenizers'] or 'not installed'}; "
                     f"threads: MindSpore {machine['mindspore_kernel_threads']}, torch {machine['torch_threads']}.")
+    cola_mean = next(result["mean_length"] for key, result in project["models"].items() if key.startswith("cola_"))
     notes = build_notes(shapes, repeats, peak, source, hf, machine["torch_threads"],
-                        machine["mindspore_kernel_threads"])
+                        machine["mindspore_kernel_threads"], cola_mean, results["google_generator"])
     return markdown(rows, notes, machine_line)
 
 

@@ -287,6 +287,8 @@ class BertAttention(nn.Cell):
         self.key_layer = dense(config, config.hidden_size, config.hidden_size)
         self.value_layer = dense(config, config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(p=config.attention_probs_dropout_prob)
+        # q k^T without materialising k^T (a transpose per layer and step, forward and backward).
+        self.query_key_matmul = ops.BatchMatMul(transpose_b=True)
         self.use_relative_positions = config.use_relative_positions
         if self.use_relative_positions:
             # Attribute name from the model zoo, so its NEZHA checkpoints load.
@@ -299,11 +301,12 @@ class BertAttention(nn.Cell):
 
     def construct(self, hidden_states, attention_mask_bias):
         batch_size, seq_length, hidden_size = hidden_states.shape
-        query = self.split_heads(self.query_layer(hidden_states))  # [B, N, S, H]
-        key = self.split_heads(self.key_layer(hidden_states))      # [B, N, S, H]
-        value = self.split_heads(self.value_layer(hidden_states))  # [B, N, S, H]
+        # 1/sqrt(H) applied to the queries: the same scores as scaling them, on S*H values instead of S*S.
+        query = self.split_heads(self.query_layer(hidden_states) * self.scale)  # [B, N, S, H]
+        key = self.split_heads(self.key_layer(hidden_states))                   # [B, N, S, H]
+        value = self.split_heads(self.value_layer(hidden_states))               # [B, N, S, H]
 
-        scores = ops.matmul(query, key.swapaxes(-1, -2))  # [B, N, S, S]
+        scores = self.query_key_matmul(query, key)  # [B, N, S, S]
         if self.use_relative_positions:
             relations = self._generate_relative_positions_embeddings(seq_length)  # [S, S, H]
             relations = relations.astype(self.compute_type)
@@ -314,7 +317,7 @@ class BertAttention(nn.Cell):
             scores = scores + key_terms.transpose(1, 2, 0, 3)  # [B, N, S, S]
 
         # Softmax in fp32 whatever the compute type: fp16 exp overflows easily.
-        scores = scores.astype(ms.float32) * self.scale + attention_mask_bias  # [B, N, S, S]
+        scores = scores.astype(ms.float32) + attention_mask_bias  # [B, N, S, S]
         probs = self.dropout(ops.softmax(scores, axis=-1)).astype(self.compute_type)  # [B, N, S, S]
 
         context = ops.matmul(probs, value)  # [B, N, S, H]
