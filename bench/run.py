@@ -65,7 +65,7 @@ COLA_FIXTURE = "tests/data/finetune/cola.tsv"
 COLA_CLASSES = 2
 COLA_ROWS = 1024               # rows per timed pass (the fixture's lengths, repeated)
 GENERATOR_DUPE_FACTOR = 2
-GENERATOR_WORKERS = 1
+GENERATOR_WORKERS = min(2, os.cpu_count())   # ours; Google's reference is one process
 LOADER_BATCH_SIZE = 32
 LOADER_SEQ_LENGTH = 128        # the generator's default max_seq_length
 
@@ -716,7 +716,7 @@ def build_notes(shapes, repeats, peak, gemm_rows_source, hf, torch_threads, ms_t
             for language, result in hf.get("tokenizer", {}).items()) + ". 'tokens identical' is the share "
         "of lines whose ids equal ours.",
         f"Generator: `python -m src.create_pretraining_data` on the Chinese corpus, dupe_factor "
-        f"{GENERATOR_DUPE_FACTOR}, {GENERATOR_WORKERS} worker, no whole-word mask, TFRecord; instances/s of "
+        f"{GENERATOR_DUPE_FACTOR}, {GENERATOR_WORKERS} workers, no whole-word mask, TFRecord; instances/s of "
         f"the whole command. Its reference is Google BERT's own `create_pretraining_data.py` (PyPI "
         f"`bert-tensorflow`, the single-process original, run by --hf_python) with the same settings "
         f"(max_seq_length {LOADER_SEQ_LENGTH}, {MASKED_POSITIONS} predictions, masked_lm_prob 0.15, "
@@ -833,7 +833,7 @@ def report(results, cases, shapes, repeats):
                             100 * theirs["identical_lines"]))
     generator, google = project["generator"], results["google_generator"]
     rows.append(Row("pretraining-data generator (reference: Google's create_pretraining_data.py)",
-                    f"zh corpus, dupe_factor {GENERATOR_DUPE_FACTOR}, {GENERATOR_WORKERS} worker "
+                    f"zh corpus, dupe_factor {GENERATOR_DUPE_FACTOR}, {GENERATOR_WORKERS} workers "
                     f"({generator['instances']} instances; Google {google.get('instances', '—')})", "instances/s",
                     generator["instances_per_s"], google.get("instances_per_s"), digits=0))
     rows.append(Row("pretraining loader", f"batch {LOADER_BATCH_SIZE}, seq {LOADER_SEQ_LENGTH} "

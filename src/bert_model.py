@@ -129,19 +129,28 @@ def truncated_normal(config):
 class Dense(nn.Cell):
     """y = x W^T + b over the last axis, W [out, in]: nn.Dense's layout and parameter names.
 
-    Built on `ops.dense` (one fused kernel with a ReduceSum bias gradient)
-    rather than nn.Dense's MatMul + BiasAdd, whose CPU BiasAddGrad kernel was
-    the third-largest cost of a fine-tuning step in MindSpore 2.10's profiler.
+    Two kernels for the same maths, picked by the cell's mode when the graph is
+    compiled: training uses `ops.dense`, whose gradient sums the bias with
+    ReduceSum; inference uses MatMul + BiasAdd, whose forward is faster, while
+    the CPU BiasAddGrad kernel was among the largest costs of a fine-tuning step
+    in MindSpore 2.10's profiler (bench/README.md has the measurements).
     """
 
     def __init__(self, in_channels, out_channels, weight_init):
         super().__init__()
         self.weight = ms.Parameter(initializer(weight_init, (out_channels, in_channels)), name="weight")
         self.bias = ms.Parameter(initializer("zeros", (out_channels,)), name="bias")
+        self.matmul = ops.MatMul(transpose_b=True)
+        self.bias_add = ops.BiasAdd()
 
     def construct(self, x):
         # The weights in x's type: `to_float(float16)` casts a cell's inputs, not its parameters.
-        return ops.dense(x, self.weight.astype(x.dtype), self.bias.astype(x.dtype))
+        weight, bias = self.weight.astype(x.dtype), self.bias.astype(x.dtype)
+        if self.training:
+            return ops.dense(x, weight, bias)
+        shape = x.shape
+        y = self.bias_add(self.matmul(x.reshape(-1, shape[-1]), weight), bias)  # [N, out]
+        return y.reshape(shape[:-1] + (y.shape[-1],))
 
 
 def dense(config, in_channels, out_channels):
@@ -153,9 +162,10 @@ def dense(config, in_channels, out_channels):
 class LayerNorm(nn.Cell):
     """Layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta.
 
-    nn.LayerNorm's parameter names (`gamma`, `beta`), composed from elementwise
-    ops and means: on CPU their gradients run about twice as fast as MindSpore
-    2.10's fused LayerNormGrad kernel, the largest non-matmul cost of a step.
+    nn.LayerNorm's parameter names (`gamma`, `beta`). Training composes it from
+    means and elementwise ops, whose gradients run faster on CPU than MindSpore
+    2.10's fused LayerNormGrad (the largest non-matmul cost of a fine-tuning
+    step); inference uses the fused kernel, whose forward is faster.
     """
 
     def __init__(self, hidden_size, epsilon):
@@ -163,8 +173,11 @@ class LayerNorm(nn.Cell):
         self.gamma = ms.Parameter(initializer("ones", (hidden_size,)), name="gamma")
         self.beta = ms.Parameter(initializer("zeros", (hidden_size,)), name="beta")
         self.epsilon = epsilon
+        self.fused = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=epsilon)
 
     def construct(self, x):
+        if not self.training:
+            return self.fused(x, self.gamma, self.beta)[0]
         centered = x - x.mean(-1, keep_dims=True)                         # [..., D]
         variance = (centered * centered).mean(-1, keep_dims=True)        # [..., 1]
         return centered * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta

@@ -35,6 +35,32 @@ def test_bert_matches_numpy_reference():
     compare_with_numpy(tiny_config())
 
 
+@pytest.mark.parametrize("use_relative_positions", [False, True])
+def test_training_kernels_match_inference_kernels(use_relative_positions):
+    """Dense and LayerNorm run other kernels in training mode (faster gradients) than in inference
+    mode (faster forward): with dropout off, outputs and gradients must agree, and the training
+    mode must also match the NumPy reference."""
+    config = tiny_config(use_relative_positions=use_relative_positions)
+    net = BertModel(config, is_training=False)   # dropout probabilities 0 in both modes
+    params = randomize_parameters(net, seed=4)
+    inputs = [ms.Tensor(array) for array in random_inputs(config)]
+    weights = net.trainable_params()
+
+    def loss(*batch):
+        sequence_output, pooled_output, _ = net(*batch)
+        return (sequence_output * sequence_output).sum() + pooled_output.sum()
+
+    gradient = ms.value_and_grad(loss, grad_position=None, weights=weights)
+    results = {}
+    for training in (False, True):
+        net.set_train(training)
+        value, grads = gradient(*inputs)
+        results[training] = [value.asnumpy()] + [grad.asnumpy() for grad in grads]
+    for param, inference, trained in zip(["loss"] + [w.name for w in weights], results[False], results[True]):
+        np.testing.assert_allclose(trained, inference, rtol=1e-4, atol=1e-5, err_msg=param)
+    assert_matches_numpy(net, params, config)   # still in training mode
+
+
 def test_nezha_functional_matches_numpy_reference():
     # One layer, and k = 3 < S - 1 so that distances are clipped.
     compare_with_numpy(tiny_config(num_hidden_layers=1, use_relative_positions=True, max_relative_position=3))

@@ -4,6 +4,8 @@ Each expectation was worked out by hand from Google BERT's rules and by looking
 the pieces up in the vocabulary files (e.g. `grep -nx token vocab.txt`).
 """
 
+import unicodedata
+
 import pytest
 
 from src.tokenization import FullTokenizer, VocabularyError
@@ -85,3 +87,76 @@ def test_vocabulary_errors(tmp_path):
     no_specials.write_text("[PAD]\n[UNK]\nhello\n")
     with pytest.raises(VocabularyError, match=r"plain.txt: missing special tokens \[CLS\] \[SEP\] \[MASK\]"):
         FullTokenizer(str(no_specials))
+
+
+# --- The fast path against a plain reference -----------------------------------------------------
+# FullTokenizer's speed comes from a per-character translation table and a per-word cache. The
+# reference below applies Google BERT's rules character by character and word by word, with no table
+# and no cache, in Google's order: clean, space out CJK ideographs, split on whitespace, lower-case and
+# strip accents, split off punctuation, WordPiece. Written from the rules, sharing no code with
+# src/tokenization.py.
+
+def reference_category_rules(char):
+    """(dropped, whitespace, punctuation, cjk) of one character under Google's definitions."""
+    code, category = ord(char), unicodedata.category(char)
+    whitespace = char in " \t\n\r" or category == "Zs"
+    control = char not in "\t\n\r" and category in ("Cc", "Cf")
+    punctuation = 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126 \
+        or category.startswith("P")
+    cjk = any(low <= code <= high for low, high in (
+        (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)))
+    return code in (0, 0xFFFD) or control, whitespace, punctuation, cjk
+
+
+def reference_tokenize(text, vocab, do_lower_case, max_chars=100):
+    cleaned = []
+    for char in text:
+        dropped, whitespace, _, cjk = reference_category_rules(char)
+        if dropped:
+            continue
+        cleaned.append(" " if whitespace else f" {char} " if cjk else char)
+    words = []
+    for word in "".join(cleaned).split():
+        if do_lower_case:
+            word = "".join(c for c in unicodedata.normalize("NFD", word.lower()) if unicodedata.category(c) != "Mn")
+        current = ""
+        for char in word:
+            if reference_category_rules(char)[2]:
+                words += [current, char] if current else [char]
+                current = ""
+            else:
+                current += char
+        if current:
+            words.append(current)
+    tokens = []
+    for word in words:
+        if len(word) > max_chars:
+            tokens.append("[UNK]")
+            continue
+        pieces, start = [], 0
+        while start < len(word):
+            match = next((piece for end in range(len(word), start, -1)
+                          for piece in [word[start:end] if start == 0 else "##" + word[start:end]]
+                          if piece in vocab), None)
+            if match is None:
+                pieces = ["[UNK]"]
+                break
+            pieces.append(match)
+            start += len(match) - (2 if start else 0)
+        tokens += pieces
+    return tokens
+
+
+@pytest.mark.parametrize("corpus, vocab_file, do_lower_case", [
+    ("data/corpus/zh_sample.txt", CHINESE, True),
+    ("data/corpus/en_sample.txt", UNCASED, True),
+    ("data/corpus/en_sample.txt", UNCASED, False),    # the cased path: no lower-casing, accents kept
+])
+def test_fast_path_equals_the_reference_on_the_bundled_corpora(corpus, vocab_file, do_lower_case):
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+    with open(corpus, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    different = [line for line in lines
+                 if tokenizer.tokenize(line) != reference_tokenize(line, tokenizer.vocab, do_lower_case)]
+    assert len(lines) > 1000 and not different, different[:3]
