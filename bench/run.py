@@ -360,7 +360,6 @@ def cola_lengths():
 def ms_bucketed_pass(case, cfg, repeats, work_dir):
     """Samples/s of fine-tuning passes over COLA_ROWS rows of CoLA lengths, padded to seq_length on disk
     and batched by `create_dataset(bucket_list=...)` as run_classifier.py does: loader and steps timed."""
-    import mindspore as ms
     import numpy as np
     from src.dataset import CLASSIFIER_COLUMNS, create_dataset
     from src.optimizers import build_optimizer
