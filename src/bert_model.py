@@ -133,7 +133,7 @@ class Dense(nn.Cell):
     compiled: training uses `ops.dense`, whose gradient sums the bias with
     ReduceSum; inference uses MatMul + BiasAdd, whose forward is faster, while
     the CPU BiasAddGrad kernel was among the largest costs of a fine-tuning step
-    in MindSpore 2.10's profiler (bench/README.md has the measurements).
+    in MindSpore 2.10's profiler (README.md, "Performance", has the measurements).
     """
 
     def __init__(self, in_channels, out_channels, weight_init):
