@@ -64,6 +64,7 @@ CLASSIFIER_CLASSES = 15        # CLUE TNEWS
 COLA_FIXTURE = "tests/data/finetune/cola.tsv"
 COLA_CLASSES = 2
 COLA_ROWS = 1024               # rows per timed pass (the fixture's lengths, repeated)
+COLA_BUCKET_LIST = (16, 32, 64)   # ours: --bucket_list=[16,32,64]
 GENERATOR_DUPE_FACTOR = 2
 GENERATOR_WORKERS = min(2, os.cpu_count())   # ours; Google's reference is one process
 LOADER_BATCH_SIZE = 32
@@ -103,6 +104,7 @@ class ModelCase:
     batch_size: int
     model: dict
     num_labels: int = 0
+    bucket_list: tuple = ()    # ours batched by length (Hugging Face padded to seq_length)
 
     @property
     def seq_length(self):
@@ -284,9 +286,9 @@ def model_cases(shapes):
         configs[cases[-1].key] = cfg
     cfg, config = project_config("task_classifier_config.yaml", preset, shapes.seq_length, english)
     cases.append(ModelCase(f"cola_{preset}", "classifier",
-                           f"fine-tuning, CoLA-length inputs (ours: `bucket_list` {cfg.bucket_list}; "
+                           f"fine-tuning, CoLA-length inputs (ours: `bucket_list` {list(COLA_BUCKET_LIST)}; "
                            f"HF: padded to {shapes.seq_length}), `{preset}`",
-                           shapes.classifier_batch_size, dataclasses.asdict(config), COLA_CLASSES))
+                           shapes.classifier_batch_size, dataclasses.asdict(config), COLA_CLASSES, COLA_BUCKET_LIST))
     configs[cases[-1].key] = cfg
     cfg, config = project_config("task_squad_config.yaml", preset, shapes.squad_seq_length, english)
     cases.append(ModelCase(f"squad_{preset}", "squad", f"fine-tuning step, SQuAD, `{preset}`",
@@ -323,11 +325,20 @@ MS_COLUMNS = {
 SCHEDULE_STEPS = 1000
 
 
+def ms_train_cell(network, cfg):
+    """The train cell `build_train_cell` makes from `cfg`, in training mode. No warmup: the learning
+    rate is not zero, so every timed step really updates the weights."""
+    from src.optimizers import build_optimizer
+    from src.training import build_train_cell
+    optimizer = build_optimizer(cfg, network.trainable_params(), SCHEDULE_STEPS, DEVICE_TARGET, warmup_steps=0)
+    train_cell = build_train_cell(network, optimizer, cfg)
+    train_cell.set_train(True)
+    return train_cell
+
+
 def ms_model_step(case, cfg, repeats):
     """Median step time of the project's train cell (or forward) on one random batch."""
     import mindspore as ms
-    from src.optimizers import build_optimizer
-    from src.training import build_train_cell
 
     network = ms_network(case)
     batch = [ms.Tensor(array) for array in (model_inputs(case)[name] for name in MS_COLUMNS[case.task])]
@@ -336,10 +347,7 @@ def ms_model_step(case, cfg, repeats):
         network.set_train(False)
         run = lambda _: network(*batch).asnumpy()  # noqa: E731
     else:
-        # No warmup: the learning rate is not zero, so every timed step really updates the weights.
-        optimizer = build_optimizer(cfg, network.trainable_params(), SCHEDULE_STEPS, DEVICE_TARGET, warmup_steps=0)
-        train_cell = build_train_cell(network, optimizer, cfg)
-        train_cell.set_train(True)
+        train_cell = ms_train_cell(network, cfg)
 
         def run(_):
             loss, overflow, _scale = train_cell(*batch)
@@ -362,9 +370,7 @@ def ms_bucketed_pass(case, cfg, repeats, work_dir):
     and batched by `create_dataset(bucket_list=...)` as run_classifier.py does: loader and steps timed."""
     import numpy as np
     from src.dataset import CLASSIFIER_COLUMNS, create_dataset
-    from src.optimizers import build_optimizer
     from src.records import write_tfrecord
-    from src.training import build_train_cell
 
     rng = np.random.RandomState(0)
     seq, lengths = case.seq_length, cola_lengths()
@@ -377,11 +383,8 @@ def ms_bucketed_pass(case, cfg, repeats, work_dir):
     path = os.path.join(work_dir, "cola_lengths.tfrecord")
     write_tfrecord(path, rows)
     dataset = create_dataset(path, CLASSIFIER_COLUMNS, case.batch_size, do_shuffle=True, seq_length=seq,
-                             bucket_list=cfg.bucket_list)
-    network = ms_network(case)
-    optimizer = build_optimizer(cfg, network.trainable_params(), SCHEDULE_STEPS, DEVICE_TARGET, warmup_steps=0)
-    train_cell = build_train_cell(network, optimizer, cfg)
-    train_cell.set_train(True)
+                             bucket_list=case.bucket_list)
+    train_cell = ms_train_cell(ms_network(case), cfg)
     samples = []
 
     def one_pass(_):
@@ -397,8 +400,8 @@ def ms_bucketed_pass(case, cfg, repeats, work_dir):
     timed_samples = samples[-repeats:]
     rates = [count / t for count, t in zip(timed_samples, times)]
     return {"seconds": case.batch_size / statistics.median(rates), "times": times, "samples": timed_samples,
-            "samples_per_s": statistics.median(rates), "bucket_list": cfg.bucket_list,
-            "mean_length": float(np.mean(lengths)), "skipped_steps": None}
+            "samples_per_s": statistics.median(rates),
+            "mean_length": float(np.mean(lengths))}
 
 
 def tokenizer_rate(lines, vocab, repeats):
@@ -651,7 +654,7 @@ def model_rows(case, ms_result, hf_result, peak_gflops):
     rows = [Row(case.title, setting, "samples/s", *samples)]
     if case.task == "pretrain":
         rows.append(Row(case.title, setting, "tokens/s", *[s and s * case.seq_length for s in samples], digits=0))
-    if case.key.startswith("cola_"):  # the two sides do different work (bucketed vs padded): no common FLOPs
+    if case.bucket_list:  # the two sides do different work (bucketed vs padded): no common FLOPs
         return rows
     flops = model_flops_per_sample(case)
     mfu = [s and 100 * s * flops / (peak_gflops * 1e9) for s in samples]
@@ -773,7 +776,7 @@ def _run_suite(args, shapes, work_dir):
     project["models"] = {}
     for case in cases:
         print(f"[ms] {case.title}", flush=True)
-        step = (ms_bucketed_pass(case, configs[case.key], args.repeats, work_dir) if case.key.startswith("cola_")
+        step = (ms_bucketed_pass(case, configs[case.key], args.repeats, work_dir) if case.bucket_list
                 else ms_model_step(case, configs[case.key], args.repeats))
         project["models"][case.key] = {**step,
                                        "flops_per_sample": model_flops_per_sample(case),
@@ -845,7 +848,7 @@ def report(results, cases, shapes, repeats):
                     f"transformers {machine['transformers'] or 'not installed'}, "
                     f"tokenizers {machine['tokenizers'] or 'not installed'}; "
                     f"threads: MindSpore {machine['mindspore_kernel_threads']}, torch {machine['torch_threads']}.")
-    cola_mean = next(result["mean_length"] for key, result in project["models"].items() if key.startswith("cola_"))
+    cola_mean = next(project["models"][case.key]["mean_length"] for case in cases if case.bucket_list)
     notes = build_notes(shapes, repeats, peak, source, hf, machine["torch_threads"],
                         machine["mindspore_kernel_threads"], cola_mean, results["google_generator"])
     return markdown(rows, notes, machine_line)
