@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Fine-tune and evaluate a sentence classifier (run_classifier.py) in the background.
 #
-#   bash scripts/run_classifier.sh [--key=value ...]
+#   bash scripts/run_classifier.sh [DEVICE_ID] [--key=value ...]
 #
 # Edit the settings below (or set them in the environment); extra --key=value
 # flags go to run_classifier.py and win over these. The log is written to
 # $OUTPUT_DIR/classifier_log.txt. Data: python -m src.create_finetune_data.
 set -euo pipefail
+# The zoo's form: a first argument that is not a --flag is the device id.
+if [ $# -ge 1 ] && [[ "$1" != --* ]]; then DEVICE_ID=$1; shift; fi
 DEVICE_TARGET=${DEVICE_TARGET:-CPU}                 # Ascend | GPU | CPU
 DEVICE_ID=${DEVICE_ID:-0}
 DO_TRAIN=${DO_TRAIN:-true}
@@ -22,15 +24,13 @@ LOAD_FINETUNE_CHECKPOINT_PATH=${LOAD_FINETUNE_CHECKPOINT_PATH:-}
 MODEL_CONFIG=${MODEL_CONFIG:-}                      # e.g. the .yaml src.convert_checkpoint wrote
 OUTPUT_DIR=${OUTPUT_DIR:-classifier_output}
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-python=${PYTHON:-$([ -x "$repo/.venv/bin/python" ] && echo "$repo/.venv/bin/python" || echo python3)}
-mkdir -p "$OUTPUT_DIR"
-nohup "$python" "$repo/run_classifier.py" --device_target="$DEVICE_TARGET" --device_id="$DEVICE_ID" \
-  --do_train="$DO_TRAIN" --do_eval="$DO_EVAL" --assessment_method="$ASSESSMENT_METHOD" --num_class="$NUM_CLASS" \
+source "$(dirname "$0")/start_finetune.sh"
+start_finetune run_classifier.py classifier_log.txt "classifier fine-tuning" \
+  --device_target="$DEVICE_TARGET" --device_id="$DEVICE_ID" --do_train="$DO_TRAIN" \
+  --do_eval="$DO_EVAL" --assessment_method="$ASSESSMENT_METHOD" --num_class="$NUM_CLASS" \
   --epoch_num="$EPOCH_NUM" --train_batch_size="$TRAIN_BATCH_SIZE" --eval_batch_size="$EVAL_BATCH_SIZE" \
   --train_data_file_path="${DATA_DIR:+$DATA_DIR/train.tfrecord}" --eval_data_file_path="${DATA_DIR:+$DATA_DIR/dev.tfrecord}" \
   --schema_file_path="${DATA_DIR:+$DATA_DIR/train_schema.json}" --label2id_file_path="${DATA_DIR:+$DATA_DIR/label2id.json}" \
   --load_pretrain_checkpoint_path="$LOAD_PRETRAIN_CHECKPOINT_PATH" \
   --load_finetune_checkpoint_path="$LOAD_FINETUNE_CHECKPOINT_PATH" \
-  --model_config="$MODEL_CONFIG" --output_dir="$OUTPUT_DIR" "$@" > "$OUTPUT_DIR/classifier_log.txt" 2>&1 &
-echo "classifier fine-tuning started in the background (pid $!); log: $(realpath "$OUTPUT_DIR")/classifier_log.txt"
+  --model_config="$MODEL_CONFIG" --output_dir="$OUTPUT_DIR" "$@"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data-parallel pretraining with MindSpore's msrun, in the background (called by
-# run_distributed_pretrain_{gpu,cpu}.sh).
+# run_distributed_pretrain_{gpu,cpu}.sh and the zoo's name run_distributed_pretrain_for_gpu.sh, which pass
+# their target and their own path for the usage line).
 #
-#   bash scripts/run_distributed_pretrain.sh TARGET WORKER_NUM EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]
+#   bash scripts/run_distributed_pretrain.sh TARGET CALLER WORKER_NUM EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]
 #
 # WORKER_NUM processes start on this machine (one per device on GPU). Several
 # machines: run the same command on each with NODE_NUM (machines), NODE_RANK
@@ -11,10 +12,10 @@
 # receives msrun.log, logs/worker_<rank>.log, and (from rank 0 only) metrics
 # and checkpoints. PYTHON picks the interpreter (default: the repo's .venv).
 set -euo pipefail
-target=$1
-shift
+target=$1 caller=$2
+shift 2
 usage() {
-  echo "usage: bash scripts/run_distributed_pretrain_${target,,}.sh WORKER_NUM EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]" >&2
+  echo "usage: bash $caller WORKER_NUM EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]" >&2
   echo "       (multi-node: NODE_NUM, NODE_RANK, MASTER_ADDR, MASTER_PORT in the environment)" >&2
   exit 2
 }

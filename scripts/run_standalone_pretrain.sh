@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Start single-device pretraining in the background (called by run_standalone_pretrain_{ascend,gpu,cpu}.sh).
+# Start single-device pretraining in the background (called by run_standalone_pretrain_{ascend,gpu,cpu}.sh
+# and the zoo's name run_standalone_pretrain_for_gpu.sh, which pass their target and their own path for the usage line).
 #
-#   bash scripts/run_standalone_pretrain.sh TARGET DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]
+#   bash scripts/run_standalone_pretrain.sh TARGET CALLER DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]
 #
 # The run directory (RUN_DIR, default ./pretrain_<target>_<date>) receives
 # pretraining_log.txt, metrics and checkpoints. The command runs in the current
 # directory, so relative paths in the extra flags mean what they say.
 # PYTHON picks the interpreter (default: the repo's .venv if present, else python3).
 set -euo pipefail
-target=$1
-shift
+target=$1 caller=$2
+shift 2
 usage() {
-  echo "usage: bash scripts/run_standalone_pretrain_${target,,}.sh DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]" >&2
+  echo "usage: bash $caller DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]" >&2
   exit 2
 }
 fail() { echo "error: $1" >&2; usage; }

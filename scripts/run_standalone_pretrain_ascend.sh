@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
 # Single-device pretraining on Ascend, in the background.
 # usage: bash scripts/run_standalone_pretrain_ascend.sh DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]
-exec bash "$(dirname "$0")/run_standalone_pretrain.sh" Ascend "$@"
+exec bash "$(dirname "$0")/run_standalone_pretrain.sh" Ascend "$0" "$@"

@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
 # Single-device pretraining on CPU, in the background.
 # usage: bash scripts/run_standalone_pretrain_cpu.sh DEVICE_ID EPOCH_SIZE DATA_DIR [SCHEMA_DIR] [--key=value ...]
-exec bash "$(dirname "$0")/run_standalone_pretrain.sh" CPU "$@"
+exec bash "$(dirname "$0")/run_standalone_pretrain.sh" CPU "$0" "$@"
