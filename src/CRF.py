@@ -16,22 +16,16 @@ not, so the loss and the decoded tags do not depend on how much a sequence is
 padded.
 
 Loops over the sequence. The forward algorithm and Viterbi each run S - 1
-steps, and Viterbi's backtracking S - 1 more. They are `while` loops on a
-tensor counter, which graph mode compiles as one loop body instead of
-unrolling. Measured on a shared 2-core CPU (load about 4.5, so noisy) at
-B=32, S=128, T=41, MindSpore 2.10, first call (compile + run) / later calls:
-
-                         tensor `while`     unrolled Python `for`
-    neg_log_likelihood   1.5 s / 0.14 s     14 s / 0.22 s
-    NLL + gradients      2.0 s / 0.28 s     27 s / 0.35-0.6 s
-    decode               1.1 s / 0.07 s     30 s / 0.09-0.16 s
-
-Unrolling adds half a minute of compile time to every graph holding the loss
-or the decoder and buys no speed, so nothing is unrolled. (`ops.ForiLoop`
-with a tuple carry failed to compile in MindSpore 2.10.) PYNATIVE mode gives
-the same results but dispatches every step's ops one by one: at this size
-about 1.6 s for the loss and 15 s for loss + gradients on the same CPU, so
-train in GRAPH mode.
+steps, and Viterbi's backtracking S - 1 more. Each loop is written once; its
+counter decides how graph mode compiles it (`src.kernel_forms` picks per
+device target). A tensor counter (CPU) compiles one loop body, a `while` loop
+in the graph: fast to compile, no faster to run when unrolled on CPU (README.md,
+"Performance"). A Python int counter (Ascend, GPU) makes graph mode unroll the
+loop into S - 1 copies of its body, as the model zoo's CRF does: a device then
+runs one graph instead of jumping between subgraphs at every token, at the
+price of a longer compile. (`ops.ForiLoop` with a tuple carry failed to
+compile in MindSpore 2.10.) PYNATIVE mode gives the same results but
+dispatches every step's ops one by one, so train in GRAPH mode.
 
 The decoder, backtracking included, exports to MINDIR and runs from it
 (`ms.export`, then `nn.GraphCell(ms.load(...))`).
@@ -41,6 +35,8 @@ Shape letters: B batch, S sequence length, T number of tags.
 
 import mindspore as ms
 from mindspore import nn, ops
+
+from src.kernel_forms import kernel_forms
 
 
 class CRF(nn.Cell):
@@ -59,6 +55,8 @@ class CRF(nn.Cell):
 
     Args:
         num_tags (int): number of tags T.
+        forms (KernelForms): how the loops compile; None: the forms of
+            MindSpore's current device target.
 
     Parameters (checkpoint names under the owning Cell's prefix):
         transitions: float32 [T, T], score of tag i followed by tag j.
@@ -73,17 +71,23 @@ class CRF(nn.Cell):
         float32 scalar, the mean negative log-likelihood of the gold paths.
     """
 
-    def __init__(self, num_tags):
+    def __init__(self, num_tags, forms=None):
         super().__init__()
         if not isinstance(num_tags, int) or isinstance(num_tags, bool) or num_tags < 1:
             raise ValueError(f"num_tags must be a positive int, got {num_tags!r}")
         self.num_tags = num_tags
+        self.while_loops = (forms or kernel_forms()).crf_while_loops
         self.transitions = ms.Parameter(ops.zeros((num_tags, num_tags), ms.float32), name="transitions")
         self.start_transitions = ms.Parameter(ops.zeros(num_tags, ms.float32), name="start_transitions")
         self.end_transitions = ms.Parameter(ops.zeros(num_tags, ms.float32), name="end_transitions")
 
     def construct(self, emissions, tags, mask):
         return self.neg_log_likelihood(emissions, tags, mask)
+
+    def loop_counter(self, start):
+        """A sequence loop's counter, starting at `start`: a tensor keeps the loop one
+        graph loop, a Python int makes graph mode unroll it (see the module docstring)."""
+        return ms.Tensor(start, ms.int32) if self.while_loops else start
 
     def neg_log_likelihood(self, emissions, tags, mask):
         """Mean over the batch of log Z - score(gold path).
@@ -141,22 +145,22 @@ class CRF(nn.Cell):
         """
         seq_length = emissions.shape[1]
         emissions = emissions.swapaxes(0, 1)                                             # [S, B, T]
-        # A float mask: the gradient of the loop's gather is not defined for bool.
+        # A float mask: the gradient of indexing a bool tensor in the loop is not defined.
         is_real = mask.swapaxes(0, 1).astype(ms.float32).expand_dims(2)                  # [S, B, 1]
         alpha = self.start_transitions + emissions[0]                                    # [B, T]
-        t = ms.Tensor(1, ms.int32)
+        t = self.loop_counter(1)
         while t < seq_length:
             # scores[b, i, j]: all paths so far ending in tag i, then the step i -> j.
             scores = alpha.expand_dims(2) + self.transitions                             # [B, T, T]
-            next_alpha = ops.logsumexp(scores, 1) + ops.gather(emissions, t, 0)          # [B, T]
-            alpha = ops.where(ops.gather(is_real, t, 0) > 0, next_alpha, alpha)          # [B, T]
+            next_alpha = ops.logsumexp(scores, 1) + emissions[t]                         # [B, T]
+            alpha = ops.where(is_real[t] > 0, next_alpha, alpha)                         # [B, T]
             t = t + 1
         return ops.logsumexp(alpha + self.end_transitions, 1)                            # [B]
 
     def decode(self, emissions, mask):
         """Viterbi decoding: the highest-scoring tag path of each sequence.
 
-        Backtracking runs in the graph (a second `while` loop), so the decoder
+        Backtracking runs in the graph (a second loop), so the decoder
         can be exported with the rest of the network.
 
         Inputs:
@@ -175,13 +179,13 @@ class CRF(nn.Cell):
         stay = ops.broadcast_to(ops.arange(num_tags, dtype=ms.int32), (batch_size, num_tags))  # [B, T]
         backpointers = ops.zeros((seq_length, batch_size, num_tags), ms.int32)           # [S, B, T]
         score = self.start_transitions + emissions[0]                                    # [B, T]
-        t = ms.Tensor(1, ms.int32)
+        t = self.loop_counter(1)
         while t < seq_length:
             # scores[b, i, j]: the best path so far ending in tag i, then the step i -> j.
             scores = score.expand_dims(2) + self.transitions                             # [B, T, T]
             best_previous = ops.argmax(scores, 1).astype(ms.int32)                       # [B, T]
-            next_score = ops.amax(scores, 1) + ops.gather(emissions, t, 0)               # [B, T]
-            real = ops.gather(is_real, t, 0)                                             # [B, 1]
+            next_score = ops.amax(scores, 1) + emissions[t]                              # [B, T]
+            real = is_real[t]                                                            # [B, 1]
             score = ops.where(real, next_score, score)                                   # [B, T]
             backpointers[t] = ops.where(real, best_previous, stay)
             t = t + 1
@@ -190,9 +194,9 @@ class CRF(nn.Cell):
         tag = ops.argmax(score, 1).astype(ms.int32)                                      # [B]
         best_tags = ops.zeros((seq_length, batch_size), ms.int32)                        # [S, B]
         best_tags[seq_length - 1] = tag
-        t = ms.Tensor(seq_length - 1, ms.int32)
+        t = self.loop_counter(seq_length - 1)
         while t > 0:
-            pointers = ops.gather(backpointers, t, 0)                                    # [B, T]
+            pointers = backpointers[t]                                                   # [B, T]
             tag = ops.gather_elements(pointers, 1, tag.expand_dims(1)).squeeze(1)        # [B]
             best_tags[t - 1] = tag
             t = t - 1

@@ -13,6 +13,7 @@ import pytest
 from mindspore import nn, ops
 
 from src.CRF import CRF
+from src.kernel_forms import kernel_forms
 
 NUM_TAGS = 3
 # Masks of one batch: full length, half, a single token, and all but one.
@@ -25,6 +26,8 @@ FP32_TOLERANCE = 1e-5
 # CLUENER-sized check: fine-grained tags (41), BERT's sequence length.
 FULL_SEQ_LENGTH = 128
 FULL_NUM_TAGS = 41
+# Both loop forms: tensor `while` loops (CPU) and unrolled loops (Ascend, GPU).
+LOOP_FORMS = {"while": kernel_forms("CPU"), "unrolled": kernel_forms("Ascend")}
 
 
 class NllAndDecode(nn.Cell):
@@ -65,10 +68,10 @@ class Decoder(nn.Cell):
         return self.crf.decode(emissions, mask)
 
 
-def random_crf(num_tags, seed=0):
+def random_crf(num_tags, seed=0, forms=None):
     """A CRF with random N(0, 1) tables; returns it and the tables as float64 arrays."""
     rng = np.random.RandomState(seed)
-    crf = CRF(num_tags)
+    crf = CRF(num_tags, forms)
     tables = {}
     for param in (crf.transitions, crf.start_transitions, crf.end_transitions):
         value = rng.normal(0.0, 1.0, param.shape).astype(np.float32)
@@ -126,8 +129,9 @@ def run_nll_and_decode(crf, emissions, tags, mask):
     return [output.asnumpy() for output in outputs]
 
 
-def test_nll_and_viterbi_match_enumeration():
-    crf, tables = random_crf(NUM_TAGS)
+@pytest.mark.parametrize("loops", LOOP_FORMS)
+def test_nll_and_viterbi_match_enumeration(loops):
+    crf, tables = random_crf(NUM_TAGS, forms=LOOP_FORMS[loops])
     emissions, tags = random_batch(MASK, NUM_TAGS)
     nll, log_z, gold_score, best_tags, best_score = run_nll_and_decode(crf, emissions, tags, MASK)
     expected = enumerate_paths(emissions, MASK, tables)
@@ -145,8 +149,9 @@ def test_nll_and_viterbi_match_enumeration():
         assert (best_tags[b, lengths[b]:] == 0).all()
 
 
-def test_nll_gradient_is_marginals_minus_gold():
-    crf, tables = random_crf(NUM_TAGS, seed=2)
+@pytest.mark.parametrize("loops", LOOP_FORMS)
+def test_nll_gradient_is_marginals_minus_gold(loops):
+    crf, tables = random_crf(NUM_TAGS, seed=2, forms=LOOP_FORMS[loops])
     emissions, tags = random_batch(MASK, NUM_TAGS, seed=3)
     # NaN padding: any leak into the loss or the gradient would show.
     emissions[MASK == 0] = np.nan
@@ -175,8 +180,9 @@ def test_nll_gradient_is_marginals_minus_gold():
     np.testing.assert_allclose(end_grad, expected_end_grad / batch_size, atol=FP32_TOLERANCE)
 
 
-def test_padding_changes_neither_nll_nor_decoded_tags():
-    crf, _ = random_crf(NUM_TAGS, seed=4)
+@pytest.mark.parametrize("loops", LOOP_FORMS)
+def test_padding_changes_neither_nll_nor_decoded_tags(loops):
+    crf, _ = random_crf(NUM_TAGS, seed=4, forms=LOOP_FORMS[loops])
     emissions, tags = random_batch(MASK, NUM_TAGS, seed=5)
     extra = 3
     padded_mask = np.pad(MASK, ((0, 0), (0, extra)))
@@ -194,6 +200,29 @@ def test_padding_changes_neither_nll_nor_decoded_tags():
     np.testing.assert_allclose(padded_best_score, best_score, atol=FP32_TOLERANCE)
     np.testing.assert_array_equal(padded_best_tags[:, :MASK.shape[1]], best_tags)
     assert (padded_best_tags[:, MASK.shape[1]:] == 0).all()
+
+
+def test_unrolled_loops_equal_while_loops_at_eight_tokens():
+    """S=8 (4 steps more than the enumeration tests): the unrolled loops give the while loops'
+    log-likelihood, gradients and Viterbi paths, and both the brute-force log Z and best paths."""
+    mask = (np.arange(8)[None, :] < np.array([[8], [5], [1]])).astype(np.int32)
+    emissions, tags = random_batch(mask, NUM_TAGS, seed=13)
+    inputs = [ms.Tensor(emissions), ms.Tensor(tags), ms.Tensor(mask)]
+    results = {}
+    for loops, forms in LOOP_FORMS.items():
+        crf, tables = random_crf(NUM_TAGS, seed=14, forms=forms)
+        emission_grad, weight_grads = NllGrad(crf)(*inputs)
+        results[loops] = (run_nll_and_decode(crf, emissions, tags, mask)
+                          + [emission_grad.asnumpy()] + [grad.asnumpy() for grad in weight_grads])
+    names = ["nll", "log_z", "gold score", "best tags", "best score", "emission grad", "transitions grad",
+             "start grad", "end grad"]
+    for name, unrolled, looped in zip(names, results["unrolled"], results["while"]):
+        np.testing.assert_allclose(unrolled, looped, rtol=1e-6, atol=FP32_TOLERANCE, err_msg=name)
+    expected = enumerate_paths(emissions, mask, tables)
+    _, log_z, _, best_tags, _ = results["unrolled"][:5]
+    np.testing.assert_allclose(log_z, [sequence["log_z"] for sequence in expected], atol=FP32_TOLERANCE)
+    for b, sequence in enumerate(expected):
+        assert tuple(best_tags[b, :mask[b].sum()]) == sequence["best_path"]
 
 
 @pytest.fixture
