@@ -5,9 +5,10 @@ import math
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import nn
+from mindspore import amp, nn
 
-from src.bert_for_pre_training import BertNetworkWithLoss, BertPreTraining, BertTrainOneStepCell
+from src.bert_for_pre_training import (ALL_FINITE, INF_NAN, BertNetworkWithLoss, BertPreTraining,
+                                       BertTrainOneStepCell, overflow_check_for)
 from src.training import TrainingError, TrainingPlan, train
 from tests.helpers import randomize_parameters, tiny_config
 from tests.numpy_bert import bert_forward, gelu, layer_norm
@@ -99,7 +100,7 @@ def test_overflow_skips_the_step_and_halves_the_scale_then_the_scale_grows_back(
     after = snapshot(cell)
     changed = {name for name in before if not np.array_equal(before[name], after[name])}
     # Weights and optimizer moments untouched; only the loss-scale bookkeeping moved.
-    assert changed <= {"loss_scale", "current_iterator_step", "last_overflow_iterator_step"}
+    assert changed <= {"loss_scale", "current_iterator_step", "last_overflow_iterator_step", "overflow_steps_at_floor"}
     assert float(cell.loss_scale.asnumpy()) == huge / 2
 
     cell.loss_scale.set_data(ms.Tensor(8.0, ms.float32))
@@ -142,6 +143,59 @@ def test_gradient_clipping(enable_global_norm):
     else:  # each tensor's update has norm at most clip; large ones exactly clip
         assert norms.max() == pytest.approx(clip, rel=1e-3) and (norms <= clip * (1 + 1e-3)).all()
         assert (np.abs(norms - clip) < clip * 1e-3).sum() > len(norms) // 2
+
+
+def test_overflow_check_per_target():
+    """Saturating fp16 on Ascend hides overflows from an inf/NaN test: MindSpore's all_finite there and on GPU."""
+    assert [overflow_check_for(target) for target in ("Ascend", "GPU", "CPU")] == [ALL_FINITE, ALL_FINITE, INF_NAN]
+
+
+class _LinearLoss(nn.Cell):
+    """loss = sum(w * x): the gradient of w is x (times the loss scale), so x chooses the gradients."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.w = ms.Parameter(ms.Tensor(np.full(size, 0.5, np.float32)), name="w")
+
+    def construct(self, x):
+        return (self.w * x).sum()
+
+
+def linear_train_cell(overflow_check, scale_update_cell=None, enable_global_norm=True):
+    network = _LinearLoss(3)
+    optimizer = nn.Momentum(network.trainable_params(), learning_rate=0.1, momentum=0.0)
+    cell = BertTrainOneStepCell(network, optimizer, scale_update_cell, enable_global_norm=enable_global_norm,
+                                overflow_check=overflow_check)
+    cell.set_train(True)
+    return network, cell
+
+
+@pytest.mark.parametrize("enable_global_norm", [True, False])
+def test_both_overflow_checks_flag_the_same_gradients(enable_global_norm):
+    """all_finite's non-Ascend path runs on CPU: it and the sum-of-squares test agree on finite, inf and NaN."""
+    gradients = {"finite": [1.0, -2.0, 3.0], "inf": [1.0, np.inf, 3.0], "-inf": [-np.inf, 0.0, 1.0],
+                 "nan": [1.0, 2.0, np.nan], "huge": [3e38, 3e38, 1.0]}  # huge: finite, its square is not
+    for check in (ALL_FINITE, INF_NAN):
+        network, cell = linear_train_cell(check, enable_global_norm=enable_global_norm)
+        flags = {}
+        for name, x in gradients.items():
+            before = network.w.asnumpy().copy()
+            flags[name] = bool(cell(ms.Tensor(np.array(x, np.float32)))[1].asnumpy())
+            assert np.array_equal(network.w.asnumpy(), before) == flags[name], (check, name)  # skipped iff flagged
+        assert flags == {"finite": False, "inf": True, "-inf": True, "nan": True, "huge": True}, check
+    for x in gradients.values():  # and all_finite alone (the part Ascend relies on) agrees with NumPy
+        assert bool(amp.all_finite((ms.Tensor(np.array(x, np.float32)),)).asnumpy()) == np.isfinite(x).all()
+
+
+def test_overflowing_steps_at_the_minimum_scale_are_counted_on_the_device():
+    """The count grows only while the scale is at its floor (1), and a finite step resets it."""
+    _, cell = linear_train_cell(INF_NAN, nn.DynamicLossScaleUpdateCell(4.0, 2, 1000))
+    nan, one = ms.Tensor(np.full(3, np.nan, np.float32)), ms.Tensor(np.ones(3, np.float32))
+    counts = []
+    for x in (nan, nan, nan, nan, one, nan):
+        scale = float(cell(x)[2].asnumpy())
+        counts.append((scale, int(cell.overflow_steps_at_floor.asnumpy())))
+    assert counts == [(4.0, 0), (2.0, 0), (1.0, 1), (1.0, 2), (1.0, 0), (1.0, 1)]
 
 
 class _AlwaysOverflowing(nn.Cell):
