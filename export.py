@@ -3,8 +3,11 @@
     python export.py --task=ner --checkpoint=OUT/ner.ckpt --model_config=OUT/ner.yaml --file_name=ner
     python export.py --task=encoder --ckpt_file=CKPT --bert_network=base --file_name=encoder [--key=value ...]
 
-Keys and defaults: export_config.yaml (`--ckpt_file` is the model zoo's name
-for `--checkpoint`). `--num_class` and `--use_crf` default to what fine-tuning
+Keys and defaults: export_config.yaml (`--help` lists them). The model zoo's
+flags work too: `--ckpt_file` or `--export_ckpt_file` (our `--checkpoint`),
+`--export_file_name` (`--file_name`, a name without the extension), and
+`--batch_size` or `--export_batch_size` (checked, then unused: the graph takes
+any batch size). `--num_class` and `--use_crf` default to what fine-tuning
 recorded in `<task>.yaml`. The graph takes input_ids, input_mask, token_type_ids,
 int32 [batch, seq_length] with any batch size; what it returns is listed in
 src/export_model.py. Load it with `src.export_model.load_exported`.
@@ -16,14 +19,17 @@ import time
 
 import mindspore as ms
 
-from src.config import ConfigError, bert_config, load_config, read_yaml
+from src.config import HELP_FLAGS, ConfigError, bert_config, convert, load_config, read_yaml, split_flags
 from src.errors import exit_on_user_error
 from src.export_model import FILE_SUFFIXES, INPUT_NAMES, TASKS, build_predictor, export_predictor, load_weights
 from src.training import DEVICE_TARGETS, check_writable
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_config.yaml")
-# Flags of the model zoo's export.py spelled differently here: {zoo flag: our key}.
-ZOO_FLAG_NAMES = {"ckpt_file": "checkpoint"}
+# Flags of the model zoo's export scripts spelled differently here: {zoo flag: our key}.
+ZOO_FLAG_NAMES = {"ckpt_file": "checkpoint", "export_ckpt_file": "checkpoint", "export_file_name": "file_name"}
+# The zoo's batch-size flags fix the exported graph's batch; ours takes any batch
+# size, so their value is only checked.
+ZOO_BATCH_FLAGS = ("batch_size", "export_batch_size")
 # What each device may write: AIR needs Ascend's graph compiler; ONNX is
 # MindSpore's deprecated path, untested here; MINDIR is the tested format and the
 # only one offered on CPU.
@@ -32,13 +38,17 @@ TASKS_WITH_CLASSES = ("classifier", "ner")
 
 
 def rename_zoo_flags(argv):
-    """['--ckpt_file=X'] -> ['--checkpoint=X'], keeping the order so that the last of repeated flags wins."""
+    """The zoo's flags in our spelling, as --key=value in order (the last of repeated flags still wins):
+    ['--ckpt_file', 'X', '--batch_size=8'] -> ['--checkpoint=X']. A zoo batch size must be a positive integer."""
+    if any(arg in HELP_FLAGS for arg in argv):
+        return argv
     renamed = []
-    for arg in argv:
-        key, sep, value = arg[2:].partition("=")
-        if arg.startswith("--") and sep and key in ZOO_FLAG_NAMES:
-            arg = f"--{ZOO_FLAG_NAMES[key]}={value}"
-        renamed.append(arg)
+    for key, raw in split_flags(argv):
+        if key in ZOO_BATCH_FLAGS:
+            if convert(raw, 0, f"--{key}") < 1:
+                raise ConfigError(f"--{key}: expected a positive integer, got {raw!r}")
+        else:
+            renamed.append(f"--{ZOO_FLAG_NAMES.get(key, key)}={raw}")
     return renamed
 
 

@@ -24,7 +24,7 @@ from src.config import ConfigError, bert_config, load_config
 from src.dataset import SQUAD_EVAL_COLUMNS, SQUAD_TRAIN_COLUMNS
 from src.errors import exit_on_user_error
 from src.finetune import eval_dataset, load_task_model, predict, save_results, setup, train_task
-from src.finetune_eval_model import BertSquadModel, TaskPredictor
+from src.finetune_eval_model import NUM_SPAN_LOGITS, BertSquadModel, TaskPredictor
 from src.tokenization import FullTokenizer
 
 
@@ -74,6 +74,9 @@ def evaluate(cfg, config, checkpoint):
 def main(argv=None):
     cfg = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_squad_config.yaml"),
                       sys.argv[1:] if argv is None else argv)
+    if cfg.num_class != NUM_SPAN_LOGITS:
+        raise ConfigError(f"--num_class: SQuAD's head has {NUM_SPAN_LOGITS} outputs (start and end logits), "
+                          f"got {cfg.num_class}")
     config = bert_config(cfg)
     setup(cfg)
     checkpoint = cfg.load_finetune_checkpoint_path

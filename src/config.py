@@ -1,10 +1,12 @@
-"""One configuration loader for every entry point: a YAML file plus `--key=value` overrides.
+"""One configuration loader for every entry point: a YAML file plus `--key value` overrides.
 
 A job's YAML file (pretrain_config.yaml; one per job) lists every key the
-job reads, with its default. On the command line, `--key=value` overrides a key
-(`--section.key=value` one inside a section; the last of repeated flags wins);
-the value must have the type of the YAML default (an int stays an int, a bool is true/false, a float accepts
-1e-4). `--config_path=FILE` replaces the job's YAML file.
+job reads, with its default and a comment saying what it does. On the command
+line, `--key value` or `--key=value` overrides a key (`--section.key value` one
+inside a section; the last of repeated flags wins); the value must have the
+type of the YAML default (an int stays an int, a bool is true/false, a float
+accepts 1e-4). `--config_path FILE` replaces the job's YAML file. `-h` or
+`--help` prints every key with its default and comment, then exits.
 
 The model is described by a named preset (`bert_network`: tiny, small, base,
 large, nezha; see `bert_model.PRESETS`) that the `model` section then amends:
@@ -21,10 +23,27 @@ import argparse
 import copy
 import dataclasses
 import difflib
+import itertools
+import os
+import re
+import sys
+import textwrap
 
 import yaml
 
 from src.errors import UserError
+
+HELP_FLAGS = ("-h", "--help")
+# Layout of the --help listing: the column where descriptions start, the line width.
+HELP_KEY_WIDTH = 34
+HELP_WIDTH = 100
+# Lines of our YAML files, read for --help (PyYAML drops comments): a group
+# header `# --- where and how to run ----`, a `key: value  # comment` line, and
+# the comment at its end (a `#` after a space, outside quotes).
+GROUP_HEADER = re.compile(r"#\s*---\s*(?P<title>.*?)[\s-]*")
+KEY_LINE = re.compile(r"(?P<indent> *)(?P<key>[A-Za-z_]\w*):(?P<rest>.*)")
+VALUE_AND_COMMENT = re.compile(r"""(?P<value>(?:"[^"]*"|'[^']*'|[^\s"']|\s+(?=[^\s#]))*)"""
+                               r"(?:\s+(?P<hash>#)(?P<comment>.*)|\s*)")
 
 
 class ConfigError(UserError):
@@ -55,11 +74,13 @@ class Config:
 
 
 def load_config(default_yaml, argv):
-    """Load `default_yaml` (or `--config_path`), apply `--key=value` overrides, resolve the model.
+    """Load `default_yaml` (or `--config_path`), apply `--key value` overrides, resolve the model.
 
     Returns a `Config`; `cfg.model` holds every `BertConfig` field and
     `bert_config(cfg)` builds the `BertConfig`.
     """
+    if any(arg in HELP_FLAGS for arg in argv):
+        print_help(default_yaml, [arg for arg in argv if arg not in HELP_FLAGS])
     overrides = parse_overrides(argv)
     yaml_path = overrides.pop("config_path", default_yaml)
     values = read_yaml(yaml_path)
@@ -83,30 +104,55 @@ def bert_config(cfg):
 
 
 def parse_overrides(argv):
-    """['--a.b=1', ...] -> {'a.b': '1', ...} (raw strings, typed later); a repeated key: the last wins,
-    so wrapper scripts can pass defaults that the user's own flags then override."""
+    """['--a.b', '1', '--c=2', ...] -> {'a.b': '1', 'c': '2'} (raw strings, typed later).
+
+    A key takes the next argument as its value unless it is written `--key=value`;
+    `-1` is a value, `--x` is the next key. A repeated key: the last wins, so
+    wrapper scripts can pass defaults that the user's own flags then override.
+    """
     overrides = {}
-    for arg in argv:
-        if not arg.startswith("--") or "=" not in arg:
-            raise ConfigError(f"argument {arg!r}: expected --key=value")
-        key, raw = arg[2:].split("=", 1)
+    for key, raw in split_flags(argv):
         overrides.pop(key, None)  # keep the order of last appearance
         overrides[key] = raw
     return overrides
 
 
+def split_flags(argv):
+    """['--a', '1', '--b=2'] -> [('a', '1'), ('b', '2')], in order; a key without a value raises ConfigError."""
+    pairs = []
+    position = 0
+    while position < len(argv):
+        arg = argv[position]
+        key, sep, raw = arg[2:].partition("=")
+        if not arg.startswith("--") or not key:
+            raise ConfigError(f"argument {arg!r}: expected --key value or --key=value")
+        if not sep:
+            position += 1
+            if position == len(argv) or argv[position].startswith("--"):
+                raise ConfigError(f"--{key}: missing value (--{key} VALUE or --{key}=VALUE)")
+            raw = argv[position]
+        pairs.append((key, raw))
+        position += 1
+    return pairs
+
+
 def read_yaml(path):
     """A YAML file's top-level mapping; a missing or malformed file raises ConfigError."""
     try:
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f)
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+        values = yaml.safe_load(read_text(path))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
     return values
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
 
 
 def set_override(values, dotted_key, raw, yaml_path):
@@ -166,6 +212,25 @@ def bool_flag(text):
     return value
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """--help lines of the command-line tools end with the option's default as typed (true/false), or (required)."""
+
+    def _get_help_string(self, action):
+        if action.required:
+            return f"{action.help} (required)"
+        if action.default in (None, argparse.SUPPRESS):
+            return action.help
+        shown = str(action.default).lower() if isinstance(action.default, bool) else str(action.default) or '""'
+        return f"{action.help} (default: {shown.replace('%', '%%')})"
+
+
+def command_parser(description):
+    """The argument parser of a command-line tool without a YAML file: no abbreviated options (`--max_seq_len`
+    must not silently mean `--max_seq_length`), every default shown by --help."""
+    return argparse.ArgumentParser(description=description, allow_abbrev=False,
+                                   formatter_class=DefaultsHelpFormatter)
+
+
 def resolve_model(values, yaml_path):
     """Merge preset, `model_config` file and the YAML `model` section into all BertConfig fields."""
     from src.bert_model import PRESETS, BertConfig  # imports MindSpore: only when a model is wanted
@@ -196,3 +261,85 @@ def did_you_mean(name, known):
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
+
+
+@dataclasses.dataclass
+class KeyDoc:
+    """One key of a YAML file as --help lists it."""
+    key: str          # dotted for nested keys: Lamb.learning_rate
+    default: str      # the value as written in the file
+    description: str  # the comment at the end of its line, else the comment lines just above it
+    group: str        # the title of the `# --- title ---` header above it
+    is_section: bool  # `key:` with nothing after it: holds nested keys
+
+
+def documented_keys(text):
+    """Every key of a YAML file's text with its comments, in file order.
+
+    Reads the block style our files use (one `key: value` per line, nesting by
+    indentation). A comment line that starts in the column of the previous
+    line's end comment continues that comment; a blank line ends a comment block.
+    """
+    docs, parents, block = [], [], []
+    group, continued, continue_at = "", None, -1
+    for line in text.splitlines():
+        stripped = line.strip()
+        header, key_line = GROUP_HEADER.fullmatch(stripped), KEY_LINE.fullmatch(line)
+        if header:
+            group, block, continued = header["title"], [], None
+        elif stripped.startswith("#"):
+            if continued and line.index("#") == continue_at:
+                continued.description += " " + stripped[1:].strip()
+            else:
+                block, continued = block + [stripped[1:].strip()], None
+        elif key_line:
+            indent = len(key_line["indent"])
+            parents = [(depth, name) for depth, name in parents if depth < indent]
+            parts = VALUE_AND_COMMENT.fullmatch(key_line["rest"])
+            value, comment = parts["value"].strip(), (parts["comment"] or "").strip()
+            doc = KeyDoc(".".join([name for _, name in parents] + [key_line["key"]]), value,
+                         comment or " ".join(block), group, not value)
+            docs.append(doc)
+            parents.append((indent, key_line["key"]))
+            continued = doc if comment else None
+            continue_at = key_line.start("rest") + parts.start("hash") if comment else -1
+            block = []
+        else:
+            block, continued = [], None
+    return docs
+
+
+def print_help(default_yaml, argv):
+    """Print the keys of the job's YAML (or of `--config_path` in `argv`) and exit 0, as argparse's --help."""
+    yaml_path = parse_overrides(argv).get("config_path", default_yaml)
+    print(help_text(yaml_path, os.path.basename(sys.argv[0])))
+    sys.exit(0)
+
+
+def help_text(yaml_path, prog):
+    """Usage, the file's opening comment, then each key with its default and description, by group."""
+    read_yaml(yaml_path)  # a missing or malformed file: the one-line error of a run
+    text = read_text(yaml_path)
+    opening = [line.lstrip("#").strip()
+               for line in itertools.takewhile(lambda line: line.startswith("#"), text.splitlines())]
+    lines = [f"usage: {prog} [--KEY VALUE | --KEY=VALUE ...] [--config_path FILE]", "", *opening, "",
+             f"keys of {yaml_path} (default as written there; booleans are true or false):"]
+    group = None
+    for doc in documented_keys(text):
+        if doc.group != group:
+            lines += ["", f"{doc.group}:"]
+            group = doc.group
+        if not doc.is_section:
+            flag = f"--{doc.key}.FIELD VALUE" if doc.default == "{}" else f"--{doc.key} {doc.default}"
+            lines += help_entry(flag, doc.description)
+    return "\n".join(lines)
+
+
+def help_entry(flag, description):
+    """['  --key default    description...'] wrapped in the description column, below a flag too long for it."""
+    indent = " " * HELP_KEY_WIDTH
+    body = textwrap.wrap(description, HELP_WIDTH, initial_indent=indent, subsequent_indent=indent)
+    head = f"  {flag}"
+    if len(head) < HELP_KEY_WIDTH and body:
+        return [head.ljust(HELP_KEY_WIDTH) + body[0].lstrip()] + body[1:]
+    return [head] + body

@@ -1,8 +1,12 @@
 """The configuration loader: overrides, types, unknown keys, presets and model files."""
 
-import pytest
+import glob
+import os
 
-from src.config import ConfigError, bert_config, load_config
+import pytest
+import yaml
+
+from src.config import ConfigError, KeyDoc, bert_config, documented_keys, help_text, load_config
 from src.errors import exit_on_user_error
 
 JOB_YAML = """\
@@ -51,6 +55,23 @@ def test_overrides_are_typed_like_the_defaults(job_yaml):
 
 def test_the_last_of_repeated_flags_wins(job_yaml):
     assert load_config(job_yaml, ["--epochs=1", "--model.hidden_size=32", "--epochs=2"]).epochs == 2
+    assert load_config(job_yaml, ["--epochs", "1", "--epochs=2"]).epochs == 2
+    assert load_config(job_yaml, ["--epochs=2", "--epochs", "1"]).epochs == 1
+
+
+def test_key_space_value_equals_key_equals_value(job_yaml):
+    spaced = ["--epochs", "7", "--learning_rate", "5e-5", "--do_train", "false", "--run_name", "",
+              "--optimizer.warmup_steps", "-5", "--bucket_list", "[32, 64]", "--model.hidden_size", "128"]
+    joined = [f"{key}={value}" for key, value in zip(spaced[::2], spaced[1::2])]
+    assert load_config(job_yaml, spaced).to_dict() == load_config(job_yaml, joined).to_dict()
+    cfg = load_config(job_yaml, spaced)
+    assert (cfg.epochs, cfg.learning_rate, cfg.do_train, cfg.run_name) == (7, 5e-5, False, "")
+    assert (cfg.optimizer.warmup_steps, cfg.bucket_list, cfg.model.hidden_size) == (-5, [32, 64], 128)
+
+
+def test_negative_numbers_after_a_key_are_values(job_yaml):
+    cfg = load_config(job_yaml, ["--epochs", "-1", "--learning_rate", "-5", "--run_name", "-x"])
+    assert (cfg.epochs, cfg.learning_rate, cfg.run_name) == (-1, -5.0, "-x")
 
 
 def test_bert_network_override_selects_another_preset(job_yaml):
@@ -70,8 +91,14 @@ def test_bert_network_override_selects_another_preset(job_yaml):
     (["--epochs.x=1"], "'epochs' is not a section"),
     (["--optimizer=Adam"], "--optimizer: is a section"),
     (["--bert_network=huge"], "bert_network: expected one of"),
-    (["epochs=2"], "expected --key=value"),
-    (["--epochs"], "expected --key=value"),
+    (["epochs=2"], "argument 'epochs=2': expected --key value or --key=value"),
+    (["-epochs", "2"], "argument '-epochs': expected --key value or --key=value"),
+    (["--=2"], "argument '--=2': expected --key value or --key=value"),
+    (["--epochs"], "--epochs: missing value (--epochs VALUE or --epochs=VALUE)"),
+    (["--epochs", "--do_train", "true"], "--epochs: missing value"),
+    (["--epochs", "2", "3"], "argument '3': expected --key value"),
+    (["--do_train", "yes"], "--do_train: expected true or false, got 'yes'"),
+    (["--do_train", "1"], "--do_train: expected true or false, got '1'"),
 ])
 def test_bad_overrides_name_the_key_and_what_was_expected(job_yaml, argv, message):
     with pytest.raises(ConfigError) as error:
@@ -142,3 +169,100 @@ def test_entry_points_exit_with_one_line_on_config_errors(job_yaml, capsys):
 def test_the_shipped_pretrain_config_loads():
     cfg = load_config("pretrain_config.yaml", ["--bert_network=nezha"])
     assert bert_config(cfg).use_relative_positions is True
+
+
+DOCUMENTED_YAML = """\
+# A job.
+# Second line of the intro.
+
+# --- where to run -------------------
+device: CPU           # Ascend | CPU
+# The seed of
+# every random choice.
+seed: 1
+name: "a # b"         # quoted '#' is a value
+url: a#b              # '#' without a space before it too
+model: {}             # BertConfig fields
+long: 1               # first line,
+                      # second line
+
+# --- optimiser ---
+Lamb:
+  lr: 3.0e-4          # peak
+  # not a continuation: another column
+  eps: 1.0e-8
+bare: true
+"""
+
+
+def test_documented_keys_reads_comments_groups_and_nesting():
+    assert documented_keys(DOCUMENTED_YAML) == [
+        KeyDoc("device", "CPU", "Ascend | CPU", "where to run", False),
+        KeyDoc("seed", "1", "The seed of every random choice.", "where to run", False),
+        KeyDoc("name", '"a # b"', "quoted '#' is a value", "where to run", False),
+        KeyDoc("url", "a#b", "'#' without a space before it too", "where to run", False),
+        KeyDoc("model", "{}", "BertConfig fields", "where to run", False),
+        KeyDoc("long", "1", "first line, second line", "where to run", False),
+        KeyDoc("Lamb", "", "", "optimiser", True),
+        KeyDoc("Lamb.lr", "3.0e-4", "peak", "optimiser", False),
+        KeyDoc("Lamb.eps", "1.0e-8", "not a continuation: another column", "optimiser", False),
+        KeyDoc("bare", "true", "", "optimiser", False),
+    ]
+
+
+def flattened(values, prefix=""):
+    """{'a.b': value} of every leaf (an empty mapping is a leaf) of a nested dict."""
+    leaves = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            leaves.update(flattened(value, f"{prefix}{key}."))
+        else:
+            leaves[prefix + key] = value
+    return leaves
+
+
+SHIPPED_YAMLS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(__file__)), "*_config.yaml")))
+
+
+@pytest.mark.parametrize("path", SHIPPED_YAMLS, ids=os.path.basename)
+def test_every_shipped_key_has_a_description_and_its_default(path):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    leaves = {doc.key: doc for doc in documented_keys(text) if not doc.is_section}
+    expected = flattened(yaml.safe_load(text))
+    assert list(leaves) == list(expected)  # the reader finds every key, in file order
+    assert {key: yaml.safe_load(doc.default) for key, doc in leaves.items()} == expected
+    assert [key for key, doc in leaves.items() if not doc.description] == []
+
+
+def test_help_anywhere_lists_every_key_with_its_default_and_exits_0(job_yaml, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_config(job_yaml, ["--epochs", "2", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for key_and_default in ('bert_network tiny', 'model_config ""', "model.seq_length 64", "epochs 3",
+                            "learning_rate 1.0e-4", "do_train true", 'run_name "demo"', "bucket_list [64, 128]",
+                            "optimizer.name Lamb", "optimizer.warmup_steps 100"):
+        assert f"  --{key_and_default}\n" in out
+
+
+def test_help_shows_the_files_comments_by_group(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(DOCUMENTED_YAML)
+    lines = help_text(str(path), "job.py").splitlines()
+    assert lines[0] == "usage: job.py [--KEY VALUE | --KEY=VALUE ...] [--config_path FILE]"
+    assert lines[2:4] == ["A job.", "Second line of the intro."]
+    assert lines[lines.index("where to run:") + 1] == "  --device CPU".ljust(34) + "Ascend | CPU"
+    assert lines[lines.index("optimiser:") + 1] == "  --Lamb.lr 3.0e-4".ljust(34) + "peak"
+    assert "  --model.FIELD VALUE".ljust(34) + "BertConfig fields" in lines
+
+
+def test_help_reads_config_path_and_h(job_yaml, tmp_path, capsys):
+    other = tmp_path / "other.yaml"
+    other.write_text("only_here: 1  # a key of the other file\n")
+    with pytest.raises(SystemExit):
+        load_config(job_yaml, ["-h", "--config_path", str(other)])
+    out = capsys.readouterr().out
+    assert "--only_here 1" in out and "a key of the other file" in out and "--epochs" not in out
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read config file"):
+        load_config(job_yaml, ["--help", f"--config_path={tmp_path / 'nope.yaml'}"])
