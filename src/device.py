@@ -14,6 +14,8 @@ from src.errors import UserError
 # each worker's local rank under that name (mindspore/parallel/cluster/process_entity/_api.py);
 # OMPI_COMM_WORLD_LOCAL_RANK is mpirun's local rank.
 LOCAL_RANK_VARIABLES = ("DEVICE_ID", "OMPI_COMM_WORLD_LOCAL_RANK")
+# The rank-table launcher's name for a process's position among its server's processes (`node_local_rank`).
+LAUNCHER_LOCAL_RANK = "LOCAL_RANK"
 
 
 class DeviceError(UserError):
@@ -42,3 +44,19 @@ def choose_device_id(environ, flag_device_id):
     since one flag cannot name a different device for each of a server's processes."""
     launched = local_rank(environ)
     return flag_device_id if launched is None else launched
+
+
+def node_local_rank(environ):
+    """This process's position among its server's processes (0: the server's first), for work done once
+    per server, such as writing checkpoints to the server's own disk.
+
+    The rank-table launcher exports it as LAUNCHER_LOCAL_RANK, because its DEVICE_ID is a physical
+    device id, which need not start at 0 (hccl_tools.py --device_num=[4,8)); msrun's and mpirun's are
+    `local_rank`. None when no launcher set one.
+    """
+    value = environ.get(LAUNCHER_LOCAL_RANK, "")
+    if not value:
+        return local_rank(environ)
+    if not value.isdigit():
+        raise DeviceError(f"environment variable {LAUNCHER_LOCAL_RANK}={value!r}: expected a non-negative integer")
+    return int(value)

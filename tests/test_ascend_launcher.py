@@ -42,6 +42,19 @@ def rank_table(server_ids=SERVERS[:1], devices=DEVICES_PER_SERVER):
             "status": "completed"}
 
 
+def older_format(table):
+    """The same job as the version 1.0 `table`, in the older group_list format (one instance per rank)."""
+    instances = [{"devices": [{"device_id": device["device_id"], "device_ip": device["device_ip"]}],
+                  "rank_id": device["rank_id"], "server_id": server["server_id"]}
+                 for server in table["server_list"] for device in server["device"]]
+    return {"board_id": "0x0000", "chip_info": "910", "deploy_mode": "lab", "group_count": "1",
+            "group_list": [{"device_num": str(len(instances)), "server_num": table["server_count"],
+                            "group_name": "", "instance_count": str(len(instances)),
+                            "instance_list": instances}],
+            "para_plane_nic_location": "device", "para_plane_nic_num": "8",
+            "para_plane_nic_name": [f"eth{d}" for d in range(DEVICES_PER_SERVER)], "status": "completed"}
+
+
 def write_table(tmp_path, table, name="rank_table.json"):
     path = tmp_path / name
     path.write_text(json.dumps(table))
@@ -58,7 +71,7 @@ def generate(tmp_path, table_path, *flags, cpu_count=CPU_COUNT, addresses=(SERVE
 
 
 def blocks(script):
-    """Per started rank: {'env': {NAME: value}, 'mkdir': dir, 'command': [argv], 'log': file}."""
+    """Per started rank: {'env': {NAME: value}, 'mkdir': dir, 'cwd': dir, 'command': [argv], 'log': file}."""
     result = []
     for line in script.splitlines():
         if line.startswith("mkdir -p "):
@@ -66,6 +79,8 @@ def blocks(script):
         elif line.startswith("export "):
             name, value = shlex.split(line)[1].split("=", 1)
             result[-1]["env"][name] = value
+        elif line.startswith("cd "):
+            result[-1]["cwd"] = shlex.split(line)[1]
         elif line.endswith(" 2>&1 &"):
             words = shlex.split(line[:-len(" 2>&1 &")])
             assert words[-2] == ">"
@@ -91,9 +106,11 @@ def test_each_device_gets_its_rank_environment_and_cores(tmp_path, server_index)
         rank = first_rank + device_id
         log_dir = str(tmp_path / f"LOG{rank}")
         assert block["env"] == {"RANK_TABLE_FILE": str(table_path), "RANK_ID": str(rank),
-                                "DEVICE_ID": str(device_id), "RANK_SIZE": str(rank_size),
-                                "DEVICE_NUM": str(DEVICES_PER_SERVER), "HCCL_CONNECT_TIMEOUT": "600"}
-        assert block["mkdir"] == log_dir and block["log"] == f"{log_dir}/pretraining_log.txt"
+                                "DEVICE_ID": str(device_id), "LOCAL_RANK": str(device_id),
+                                "RANK_SIZE": str(rank_size), "DEVICE_NUM": str(DEVICES_PER_SERVER),
+                                "HCCL_CONNECT_TIMEOUT": "600", "GLOG_log_dir": f"{log_dir}/ms_log"}
+        assert block["mkdir"] == f"{log_dir}/ms_log" and block["cwd"] == log_dir
+        assert block["log"] == f"{log_dir}/pretraining_log.txt"
         cores_per_device = CPU_COUNT // DEVICES_PER_SERVER
         assert block["command"][:5] == ["taskset", "-c",
                                         f"{device_id * cores_per_device}-{(device_id + 1) * cores_per_device - 1}",
@@ -101,7 +118,36 @@ def test_each_device_gets_its_rank_environment_and_cores(tmp_path, server_index)
         assert flag_values(block["command"]) == {
             "distribute": "true", "device_target": "Ascend", "device_id": str(device_id),
             "device_num": str(rank_size), "data_dir": str(tmp_path / "data"), "output_dir": log_dir,
-            **flag_values(INI_FLAGS)}
+            "save_checkpoint_path": str(tmp_path / "checkpoints"), **flag_values(INI_FLAGS)}
+
+
+@pytest.mark.parametrize("server_ids, server_id", [(SERVERS[:1], SERVERS[0]), (SERVERS, SERVERS[0]),
+                                                  (SERVERS, SERVERS[1])])
+def test_older_rank_table_format_gives_the_same_commands(tmp_path, server_ids, server_id):
+    """1x8 and 2x8 tables: the group_list format starts exactly what version 1.0 starts (same file path)."""
+    table = rank_table(server_ids)
+    newer = generate(tmp_path, write_table(tmp_path, table), f"--server_id={server_id}")
+    older = generate(tmp_path, write_table(tmp_path, older_format(table)), f"--server_id={server_id}")
+    assert older == newer and len(blocks(older)) == DEVICES_PER_SERVER
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda table: table.pop("group_count"), "missing key 'group_count'"),
+    (lambda table: table["group_list"][0].update(instance_count="15"),
+     "group_list[0].instance_count is 15 but its instance_list has 16 instances"),
+    (lambda table: table["group_list"][0]["instance_list"][2]["devices"].append({}),
+     "group_list[0].instance_list[2].devices must list exactly one device (one rank per instance), got 2"),
+    (lambda table: table["group_list"][0]["instance_list"][9].update(rank_id="x"),
+     "group_list[0].instance_list[9].rank_id must be a non-negative integer as a string"),
+    (lambda table: table["group_list"][0]["instance_list"][9].update(rank_id="0"), "duplicate rank_id"),
+])
+def test_malformed_older_rank_table_names_the_entry(tmp_path, damage, problem):
+    table = older_format(rank_table(SERVERS))
+    damage(table)
+    table_path = write_table(tmp_path, table)
+    with pytest.raises(launcher.RankTableError) as error:
+        generate(tmp_path, table_path, f"--server_id={SERVERS[0]}")
+    assert str(error.value).startswith(f"{table_path}: ") and problem in str(error.value)
 
 
 def test_core_ranges_split_evenly():
@@ -164,6 +210,10 @@ def drop_top_key(table):
     del table["server_list"]
 
 
+def drop_version(table):
+    del table["version"]
+
+
 def drop_rank_id(table):
     del table["server_list"][0]["device"][3]["rank_id"]
 
@@ -198,11 +248,12 @@ def integer_rank(table):
 
 @pytest.mark.parametrize("damage, problem", [
     (drop_top_key, "missing key 'server_list'"),
+    (drop_version, "missing key 'version' (format 1.0, with server_list) or 'group_list' (the older format)"),
     (drop_rank_id, "missing key 'server_list[0].device[3].rank_id'"),
     (duplicate_rank, "duplicate rank_id"),
     (skip_rank, "rank ids must be exactly 0..15"),
     (count_mismatch, "server_count is 3 but server_list has 2 servers"),
-    (wrong_version, "version must be '1.0', got '1.1'"),
+    (wrong_version, "version must be '1.0' (or no version, with the older group_list), got '1.1'"),
     (uneven_servers, "servers have different numbers of devices"),
     (duplicate_device, "server_list[0] (server 10.0.0.1) lists a device_id twice"),
     (integer_rank, "server_list[0].device[0].rank_id must be a non-negative integer as a string"),
@@ -245,7 +296,50 @@ def test_hccn_conf_disagreeing_with_the_table_is_an_error(tmp_path):
         generate(tmp_path, table_path, f"--hccn_conf={hccn}")
 
 
+ZOO_INI = """[config]
+distribute=true
+epoch_size=40
+enable_save_ckpt=true
+do_shuffle=true
+enable_data_sink=true
+data_sink_steps=100
+accumulation_steps=1
+allreduce_post_accumulation=true
+save_checkpoint_path=./
+save_checkpoint_num=1
+config_path=../../pretrain_config.yaml
+"""
+
+
+def test_the_zoos_hyper_parameter_file_is_accepted(tmp_path):
+    """Every key of the zoo's file; config_path is relative to the ini's directory, two levels below
+    the YAML as in the zoo's layout; distribute is the launcher's own --distribute=true."""
+    ini = tmp_path / "scripts" / "ascend_distributed_launcher" / "hyper_parameter_config.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text(ZOO_INI)
+    yaml_path = tmp_path / "pretrain_config.yaml"
+    yaml_path.write_text(open(launcher.PRETRAIN_CONFIG, encoding="utf-8").read())
+    script = generate(tmp_path, write_table(tmp_path, rank_table()), f"--hyper_parameter_config_dir={ini}")
+    command = blocks(script)[0]["command"]
+    assert [word for word in command if word.startswith("--distribute")] == ["--distribute=true"]
+    assert [word for word in command if word.startswith("--save_checkpoint_path")] == ["--save_checkpoint_path=./"]
+    flags = flag_values(command)
+    assert flags["config_path"] == str(yaml_path) and flags["allreduce_post_accumulation"] == "true"
+    assert {key: flags[key] for key in ("epoch_size", "enable_save_ckpt", "do_shuffle", "enable_data_sink",
+                                        "data_sink_steps", "accumulation_steps", "save_checkpoint_num")} == {
+        "epoch_size": "40", "enable_save_ckpt": "true", "do_shuffle": "true", "enable_data_sink": "true",
+        "data_sink_steps": "100", "accumulation_steps": "1", "save_checkpoint_num": "1"}
+
+
+def test_the_zoos_config_path_names_this_repos_yaml():
+    ini = os.path.join(LAUNCHER_DIR, "hyper_parameter_config.ini")
+    assert launcher.resolve_launcher_keys([("config_path", "../../pretrain_config.yaml")], ini) == [
+        ("config_path", launcher.PRETRAIN_CONFIG)]
+
+
 @pytest.mark.parametrize("content, problem", [
+    ("[config]\ndistribute = false\n", "distribute = false: this launcher starts a data-parallel job"),
+    ("[config]\nconfig_path = no.yaml\nbatch_size = 8\n", "config_path: "),
     ("[config]\nno_such_key = 1\n", "--no_such_key: unknown key"),
     ("[config]\nbatch_size = many\n", "--batch_size: expected an integer, got 'many'"),
     ("[config]\ndevice_num = 8\n", "device_num is set by the launcher"),
@@ -300,8 +394,9 @@ def test_hccl_tools_table_validates_and_round_trips(tmp_path, monkeypatch):
     assert [(d.device_id, d.device_ip, d.rank_id) for d in table.servers[0].devices] == \
         [(4 + rank, ip, rank) for rank, ip in enumerate(ips)]
     started = blocks(generate(tmp_path, output, cpu_count=16, addresses={"10.0.0.1"}))
-    assert [(b["env"]["RANK_ID"], b["env"]["DEVICE_ID"], b["command"][2]) for b in started] == \
-        [("0", "4", "0-3"), ("1", "5", "4-7"), ("2", "6", "8-11"), ("3", "7", "12-15")]
+    assert [(b["env"]["RANK_ID"], b["env"]["DEVICE_ID"], b["env"]["LOCAL_RANK"], b["command"][2])
+            for b in started] == [("0", "4", "0", "0-3"), ("1", "5", "1", "4-7"), ("2", "6", "2", "8-11"),
+                                  ("3", "7", "3", "12-15")]
 
 
 def test_hccl_tools_reads_hccn_conf(tmp_path):
@@ -348,7 +443,10 @@ def test_shell_script_dry_run_prints_the_commands(tmp_path, dry_run):
     result = run_script(tmp_path, table_path, f"--server_id={SERVERS[1]}", "--bind_cores=false", *dry_run,
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert [block["env"]["RANK_ID"] for block in blocks(result.stdout)] == [str(rank) for rank in range(8, 16)]
+    started = blocks(result.stdout)
+    assert [block["env"]["RANK_ID"] for block in started] == [str(rank) for rank in range(8, 16)]
+    assert [(block["cwd"], block["env"]["GLOG_log_dir"]) for block in started] == [
+        (str(tmp_path / f"LOG{rank}"), str(tmp_path / f"LOG{rank}" / "ms_log")) for rank in range(8, 16)]
     assert not (tmp_path / "distributed_cmd.sh").exists() and not (tmp_path / "LOG8").exists()
 
 
@@ -361,7 +459,8 @@ def test_shell_script_passes_user_errors_through(tmp_path):
 def test_shell_script_runs_the_generated_file(tmp_path):
     """A stand-in for run_pretrain.py records its flags and environment, so the whole path runs without Ascend."""
     stand_in = tmp_path / "stand_in.py"
-    stand_in.write_text("import os, sys\nprint(os.environ['RANK_ID'], os.environ['DEVICE_ID'], *sys.argv[1:])\n")
+    stand_in.write_text("import os, sys\nprint(os.environ['RANK_ID'], os.environ['DEVICE_ID'], os.getcwd(),\n"
+                        "      os.path.isdir(os.environ['GLOG_log_dir']), *sys.argv[1:])\n")
     table_path = write_table(tmp_path, rank_table(devices=2))
     result = run_script(tmp_path, table_path, f"--server_id={SERVERS[0]}", f"--run_script_dir={stand_in}",
                         "--bind_cores", "false", cwd=tmp_path)
@@ -373,4 +472,5 @@ def test_shell_script_runs_the_generated_file(tmp_path):
         time.sleep(0.1)
     for rank, log in enumerate(logs):
         words = log.read_text().split()
-        assert words[:2] == [str(rank), str(rank)] and f"--output_dir={tmp_path / f'LOG{rank}'}" in words
+        assert words[:4] == [str(rank), str(rank), str(tmp_path / f"LOG{rank}"), "True"]
+        assert f"--output_dir={tmp_path / f'LOG{rank}'}" in words

@@ -3,15 +3,19 @@
     python scripts/ascend_distributed_launcher/get_distribute_pretrain_cmd.py \
         --data_dir=DIR --hccl_config_dir=RANK_TABLE.json [--server_id=IP] [--dry_run=true] ...
 
-The rank table (HCCL's JSON, version 1.0; `hccl_tools.py` writes one for a
-single server) lists every server and device of the job. This script picks the
-server it runs on, and for each of its devices, in rank order, emits a block
-that creates LOG<rank>/, exports the variables HCCL and run_pretrain.py read
-(RANK_TABLE_FILE, RANK_ID, DEVICE_ID, RANK_SIZE, DEVICE_NUM,
-HCCL_CONNECT_TIMEOUT) and starts run_pretrain.py in the background, pinned to
-its share of the CPU cores, logging to LOG<rank>/pretraining_log.txt. The
-`[config]` section of the hyper-parameter file becomes `--key=value` flags.
-Run the same command on every server of the table.
+The rank table (HCCL's JSON, version 1.0 or the older group_list format;
+`hccl_tools.py` writes one for a single server) lists every server and device
+of the job. This script picks the server it runs on, and for each of its
+devices, in rank order, emits a block that creates LOG<rank>/, exports the
+variables HCCL, MindSpore and run_pretrain.py read (RANK_TABLE_FILE, RANK_ID,
+DEVICE_ID, LOCAL_RANK, RANK_SIZE, DEVICE_NUM, HCCL_CONNECT_TIMEOUT,
+GLOG_log_dir) and starts run_pretrain.py in the background in LOG<rank>/,
+pinned to its share of the CPU cores, logging to LOG<rank>/pretraining_log.txt.
+The `[config]` section of the hyper-parameter file becomes `--key=value` flags
+(relative paths in it are relative to LOG<rank>/, as in the zoo). The first
+rank of each server saves the checkpoints, by default into ./checkpoints/ of
+the launch directory. Run the same command, in the same directory, on every
+server of the table.
 """
 
 import argparse
@@ -29,7 +33,8 @@ from dataclasses import dataclass
 LAUNCHER_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(LAUNCHER_DIR))
 sys.path.insert(0, REPO)
-from src.config import ConfigError, bool_flag, read_yaml, set_override  # noqa: E402
+from src.config import ConfigError, bool_flag, parse_bool, read_yaml, set_override  # noqa: E402
+from src.device import LAUNCHER_LOCAL_RANK  # noqa: E402
 from src.errors import UserError, exit_on_user_error  # noqa: E402
 
 DEFAULT_RUN_SCRIPT = os.path.join(REPO, "run_pretrain.py")
@@ -42,7 +47,11 @@ RANK_TABLE_VERSION = "1.0"
 HYPER_PARAMETER_SECTION = "config"
 LOG_FILE = "pretraining_log.txt"
 # Flags the launcher itself gives every process; the hyper-parameter file may not set them.
-LAUNCHER_FLAGS = ("distribute", "device_target", "device_id", "device_num", "data_dir", "output_dir")
+LAUNCHER_FLAGS = ("device_target", "device_id", "device_num", "data_dir", "output_dir")
+# Each server's first rank saves the checkpoints here, under the launch directory, unless the hyper-parameter
+# file sets save_checkpoint_path: the same path on every server, so one load_checkpoint_path resumes them all.
+CHECKPOINT_DIR = "checkpoints"
+GLOG_DIR = "ms_log"  # MindSpore's log files (with GLOG_logtostderr=0), in each rank's LOG<rank>/
 HCCN_ADDRESS_PREFIX = "address_"
 HOSTNAME_ADDRESSES_COMMAND = ("hostname", "-I")  # every address of this machine, on Linux
 HOSTNAME_TIMEOUT_S = 10
@@ -92,38 +101,84 @@ def read_rank_table(path):
 
 
 def parse_rank_table(data, path):
-    """Validate rank table `data` (parsed JSON) read from `path`; returns a RankTable."""
+    """Validate rank table `data` (parsed JSON) read from `path`; returns a RankTable.
+
+    Two formats: version 1.0 (`server_list[].device[]`, each device with its rank_id), and the older,
+    version-less one (`group_list[].instance_list[]`: one instance per rank naming its server_id and its
+    one device), which older MindSpore releases and the zoo's examples use.
+    """
     def fail(problem):
         raise RankTableError(f"{path}: {problem}")
 
-    version = required(data, "version", "", fail)
-    if version != RANK_TABLE_VERSION:
-        fail(f"version must be {RANK_TABLE_VERSION!r}, got {version!r}")
-    server_list = required(data, "server_list", "", fail)
-    if not isinstance(server_list, list) or not server_list:
-        fail("server_list must be a non-empty list")
-    server_count = number(required(data, "server_count", "", fail), "server_count", fail)
-    if server_count != len(server_list):
-        fail(f"server_count is {server_count} but server_list has {len(server_list)} servers")
-    servers = tuple(parse_server(entry, f"server_list[{index}]", fail) for index, entry in enumerate(server_list))
+    if not isinstance(data, dict):
+        fail("the top level must be a JSON object")
+    if "version" in data:
+        servers = parse_server_list(data, fail)
+    elif "group_list" in data:
+        servers = parse_group_list(data, fail)
+    else:
+        fail("missing key 'version' (format 1.0, with server_list) or 'group_list' (the older format)")
     check_servers_agree(servers, fail)
     return RankTable(path=path, servers=servers)
 
 
-def parse_server(entry, where, fail):
-    """One `server_list` entry -> Server; device ids must be unique on the server."""
-    server_id = required(entry, "server_id", where, fail)
-    device_list = required(entry, "device", where, fail)
-    if not isinstance(device_list, list) or not device_list:
-        fail(f"{where}.device must be a non-empty list")
-    devices = []
-    for index, item in enumerate(device_list):
-        at = f"{where}.device[{index}]"
-        device_ip = required(item, "device_ip", at, fail)
-        check_ip(device_ip, f"{at}.device_ip", fail)
-        devices.append(Device(device_id=number(required(item, "device_id", at, fail), f"{at}.device_id", fail),
-                              device_ip=device_ip,
-                              rank_id=number(required(item, "rank_id", at, fail), f"{at}.rank_id", fail)))
+def parse_server_list(data, fail):
+    """Version 1.0: `server_list[]` of {server_id, device: [{device_id, device_ip, rank_id}]}."""
+    version = required(data, "version", "", fail)
+    if version != RANK_TABLE_VERSION:
+        fail(f"version must be {RANK_TABLE_VERSION!r} (or no version, with the older group_list), got {version!r}")
+    server_list = non_empty_list(data, "server_list", "", fail)
+    server_count = number(required(data, "server_count", "", fail), "server_count", fail)
+    if server_count != len(server_list):
+        fail(f"server_count is {server_count} but server_list has {len(server_list)} servers")
+    servers = []
+    for index, entry in enumerate(server_list):
+        where = f"server_list[{index}]"
+        devices = [parse_device(item, rank_number(item, f"{where}.device[{k}]", fail), f"{where}.device[{k}]", fail)
+                   for k, item in enumerate(non_empty_list(entry, "device", where, fail))]
+        servers.append(make_server(required(entry, "server_id", where, fail), devices, where, fail))
+    return tuple(servers)
+
+
+def parse_group_list(data, fail):
+    """The older format: `group_list[].instance_list[]` of {rank_id, server_id, devices: [{device_id,
+    device_ip}]}; servers in order of first appearance."""
+    group_list = non_empty_list(data, "group_list", "", fail)
+    group_count = number(required(data, "group_count", "", fail), "group_count", fail)
+    if group_count != len(group_list):
+        fail(f"group_count is {group_count} but group_list has {len(group_list)} groups")
+    devices_by_server = {}
+    for g, group in enumerate(group_list):
+        where = f"group_list[{g}]"
+        instances = non_empty_list(group, "instance_list", where, fail)
+        instance_count = number(required(group, "instance_count", where, fail), f"{where}.instance_count", fail)
+        if instance_count != len(instances):
+            fail(f"{where}.instance_count is {instance_count} but its instance_list has {len(instances)} instances")
+        for i, instance in enumerate(instances):
+            at = f"{where}.instance_list[{i}]"
+            devices = non_empty_list(instance, "devices", at, fail)
+            if len(devices) != 1:
+                fail(f"{at}.devices must list exactly one device (one rank per instance), got {len(devices)}")
+            device = parse_device(devices[0], rank_number(instance, at, fail), f"{at}.devices[0]", fail)
+            devices_by_server.setdefault(required(instance, "server_id", at, fail), []).append(device)
+    return tuple(make_server(server_id, devices, f"group_list (server {server_id})", fail)
+                 for server_id, devices in devices_by_server.items())
+
+
+def rank_number(entry, where, fail):
+    return number(required(entry, "rank_id", where, fail), f"{where}.rank_id", fail)
+
+
+def parse_device(item, rank_id, at, fail):
+    """One device entry at `at`, with the rank id its format stores in it or beside it -> Device."""
+    device_ip = required(item, "device_ip", at, fail)
+    check_ip(device_ip, f"{at}.device_ip", fail)
+    return Device(device_id=number(required(item, "device_id", at, fail), f"{at}.device_id", fail),
+                  device_ip=device_ip, rank_id=rank_id)
+
+
+def make_server(server_id, devices, where, fail):
+    """Server of `devices` in rank order; device ids must be unique on the server."""
     device_ids = [device.device_id for device in devices]
     if len(set(device_ids)) != len(device_ids):
         fail(f"{where} (server {server_id}) lists a device_id twice: {sorted(device_ids)}")
@@ -134,7 +189,7 @@ def check_servers_agree(servers, fail):
     """Equal device counts per server, unique server ids, and rank ids exactly 0..N-1 once each."""
     counts = {server.server_id: len(server.devices) for server in servers}
     if len(counts) != len(servers):
-        fail("server_list lists a server_id twice")
+        fail("the table lists a server_id twice")
     if len(set(counts.values())) > 1:
         fail(f"servers have different numbers of devices: {counts}")
     rank_ids = sorted(device.rank_id for server in servers for device in server.devices)
@@ -151,6 +206,14 @@ def required(mapping, key, where, fail):
     if key not in mapping:
         fail(f"missing key {(where + '.' if where else '') + key!r}")
     return mapping[key]
+
+
+def non_empty_list(mapping, key, where, fail):
+    """`mapping[key]`, which must be a non-empty JSON list."""
+    value = required(mapping, key, where, fail)
+    if not isinstance(value, list) or not value:
+        fail(f"{(where + '.' if where else '') + key} must be a non-empty list")
+    return value
 
 
 def number(text, where, fail):
@@ -226,7 +289,14 @@ def select_server(table, server_id, addresses):
 
 
 def read_hyper_parameters(path):
-    """[(key, value)] from the `[config]` section of `path`; each key must be a key of pretrain_config.yaml."""
+    """[(key, value)] run_pretrain.py flags from the `[config]` section of `path`.
+
+    Keys are those of the job's YAML (pretrain_config.yaml, or the file `config_path` names) and the zoo's
+    two launcher keys: `config_path` is relative to this ini file's directory (so the zoo's value
+    ../../pretrain_config.yaml names the repo's file, as in the zoo, which resolves it from the same depth,
+    src/model_utils/) and is passed on as an absolute path; `distribute` must be true and is dropped (the
+    launcher gives every rank --distribute=true).
+    """
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep keys' case: `Lamb.learning_rate` is not `lamb.learning_rate`
     try:
@@ -239,19 +309,40 @@ def read_hyper_parameters(path):
     if parser.sections() != [HYPER_PARAMETER_SECTION]:
         raise LauncherError(f"{path}: expected exactly one section [{HYPER_PARAMETER_SECTION}], "
                             f"got {parser.sections()}")
-    items = list(parser[HYPER_PARAMETER_SECTION].items())
+    items = resolve_launcher_keys(parser[HYPER_PARAMETER_SECTION].items(), path)
     check_hyper_parameters(items, path)
     return items
 
 
-def check_hyper_parameters(items, path):
-    """Apply the values to a copy of pretrain_config.yaml, so unknown keys and bad types fail here, not per rank."""
-    values = read_yaml(PRETRAIN_CONFIG)
+def resolve_launcher_keys(items, path):
+    """The ini's (key, value) pairs with `distribute` checked and dropped and `config_path` made absolute."""
+    resolved = []
     for key, value in items:
+        if key == "distribute":
+            if parse_bool(value) is not True:
+                raise LauncherError(f"{path}: distribute = {value}: this launcher starts a data-parallel job; set "
+                                    "it to true or remove it (one device: run_standalone_pretrain_ascend.sh)")
+        elif key == "config_path":
+            resolved.append((key, os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), value))))
+        else:
+            resolved.append((key, value))
+    return resolved
+
+
+def check_hyper_parameters(items, path):
+    """Apply the values to a copy of the job's YAML, so unknown keys and bad types fail here, not per rank."""
+    yaml_path = dict(items).get("config_path", PRETRAIN_CONFIG)
+    try:
+        values = read_yaml(yaml_path)
+    except ConfigError as error:
+        raise LauncherError(f"{path}: config_path: {error}") from None
+    for key, value in items:
+        if key == "config_path":
+            continue
         if key in LAUNCHER_FLAGS:
             raise LauncherError(f"{path}: {key} is set by the launcher; remove it")
         try:
-            set_override(values, key, value, PRETRAIN_CONFIG)
+            set_override(values, key, value, yaml_path)
         except ConfigError as error:
             raise LauncherError(f"{path}: {error}") from None
 
@@ -273,15 +364,18 @@ class Launch:
     python: str  # the interpreter that runs run_script
     run_script: str  # absolute
     data_dir: str  # absolute
-    hyper_parameter_flags: tuple  # of "--key=value"
+    hyper_parameter_flags: tuple  # of "--key=value"; with the launcher's save_checkpoint_path unless it sets one
     log_root: str  # absolute: LOG<rank>/ directories go here
     hccl_time_out: int
 
 
-def device_block(launch, device, cores):
-    """The lines that set up and start one rank: its log dir, environment and background process.
+def device_block(launch, device, local_rank, cores):
+    """The lines that set up and start one rank: its environment, and its process in the background,
+    working in its own LOG<rank>/ directory with its own GLOG_log_dir, so that what MindSpore writes into
+    the working directory (graph dumps, kernel_meta/, rank_*/) and its log files never collide between ranks.
 
-    `cores` is the (first, last) CPU cores to pin it to, or None for no pinning.
+    `local_rank` is the rank's position among this server's; `cores` is the (first, last) CPU cores to pin
+    it to, or None for no pinning.
     """
     log_dir = os.path.join(launch.log_root, f"LOG{device.rank_id}")
     command = [launch.python, launch.run_script, "--distribute=true", "--device_target=Ascend",
@@ -290,11 +384,13 @@ def device_block(launch, device, cores):
     if cores is not None:
         command = ["taskset", "-c", f"{cores[0]}-{cores[1]}", *command]
     environment = {"RANK_TABLE_FILE": launch.table.path, "RANK_ID": device.rank_id, "DEVICE_ID": device.device_id,
-                   "RANK_SIZE": launch.table.rank_size, "DEVICE_NUM": len(launch.server.devices),
-                   "HCCL_CONNECT_TIMEOUT": launch.hccl_time_out}
+                   LAUNCHER_LOCAL_RANK: local_rank, "RANK_SIZE": launch.table.rank_size,
+                   "DEVICE_NUM": len(launch.server.devices), "HCCL_CONNECT_TIMEOUT": launch.hccl_time_out,
+                   "GLOG_log_dir": os.path.join(log_dir, GLOG_DIR)}
     return [f"# rank {device.rank_id}: device {device.device_id}",
-            f"mkdir -p {shlex.quote(log_dir)}",
+            f"mkdir -p {shlex.quote(environment['GLOG_log_dir'])}",
             *(f"export {name}={shlex.quote(str(value))}" for name, value in environment.items()),
+            f"cd {shlex.quote(log_dir)}",
             f"{shlex.join(command)} > {shlex.quote(os.path.join(log_dir, LOG_FILE))} 2>&1 &",
             ""]
 
@@ -313,6 +409,9 @@ def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.ex
     server = select_server(table, args.server_id, addresses)
     check_device_ips(table, server, read_hccn_conf(args.hccn_conf), args.hccn_conf)
     hyper_parameters = read_hyper_parameters(args.hyper_parameter_config_dir)
+    log_root = os.path.abspath(log_root or os.getcwd())
+    if "save_checkpoint_path" not in dict(hyper_parameters):
+        hyper_parameters.insert(0, ("save_checkpoint_path", os.path.join(log_root, CHECKPOINT_DIR)))
     if not os.path.isdir(args.data_dir):
         raise LauncherError(f"--data_dir {args.data_dir}: not a directory")
     if not os.path.isfile(args.run_script_dir):
@@ -320,14 +419,14 @@ def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.ex
     launch = Launch(table=table, server=server, python=python, run_script=os.path.abspath(args.run_script_dir),
                     data_dir=os.path.abspath(args.data_dir),
                     hyper_parameter_flags=tuple(f"--{key}={value}" for key, value in hyper_parameters),
-                    log_root=os.path.abspath(log_root or os.getcwd()), hccl_time_out=args.hccl_time_out)
+                    log_root=log_root, hccl_time_out=args.hccl_time_out)
     cores = core_ranges(len(server.devices), cpu_count) if args.bind_cores else [None] * len(server.devices)
     lines = ["#!/usr/bin/env bash",
              f"# Generated by {os.path.relpath(__file__, REPO)} for server {server.server_id} of {table.path}:",
              f"# {len(server.devices)} of {table.rank_size} ranks; logs in LOG<rank>/{LOG_FILE}.",
              "set -e", ""]
-    for device, device_cores in zip(server.devices, cores):
-        lines += device_block(launch, device, device_cores)
+    for local_rank, (device, device_cores) in enumerate(zip(server.devices, cores)):
+        lines += device_block(launch, device, local_rank, device_cores)
     lines.append(f"echo \"started {len(server.devices)} pretraining processes; logs: "
                  f"{os.path.join(launch.log_root, 'LOG<rank>', LOG_FILE)}\"")
     return "\n".join(lines) + "\n"
@@ -365,7 +464,7 @@ def parse_args(argv):
                         help="ini file whose [config] `key = value` lines become run_pretrain.py's --key=value")
     parser.add_argument("--data_dir", required=True, help="directory of pretraining shards, the same on every server")
     parser.add_argument("--hccl_config_dir", required=True, help="the HCCL rank table (JSON) of the whole job")
-    parser.add_argument("--hccn_conf", default=DEFAULT_HCCN_CONF,
+    parser.add_argument("--hccn_conf", "--hccn_config_file", default=DEFAULT_HCCN_CONF,
                         help="hccn.conf whose address_<device_id> lines must match the rank table's device_ip "
                              "(skipped if the file does not exist)")
     parser.add_argument("--server_id", default=None,
