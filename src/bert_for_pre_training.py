@@ -18,7 +18,9 @@ from mindspore.communication import get_group_size
 from mindspore.context import ParallelMode
 from mindspore.parallel._utils import _get_parallel_mode
 
-from src.bert_model import DTYPES, BertModel, dense, layer_norm, truncated_normal
+from src.bert_model import DTYPES, BertModel, dense, gelu, layer_norm, truncated_normal
+from src.device import set_allreduce_split
+from src.kernel_forms import kernel_forms
 
 # Added to the masked-LM weight sum so that a batch without masked tokens
 # divides by a small number instead of zero (Google BERT's value).
@@ -34,6 +36,8 @@ class MaskedLMHead(nn.Cell):
 
     Args:
         config (BertConfig): hidden and vocabulary sizes, compute type.
+        forms (KernelForms): kernel forms of the dense layer, the LayerNorm and
+            the decoder's matmul (`src.kernel_forms`).
 
     Inputs:
         sequence_output: [B, S, D] in `config.dtype`.
@@ -43,12 +47,14 @@ class MaskedLMHead(nn.Cell):
         float32 [B * P, V] log-probabilities.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, forms):
         super().__init__()
-        self.dense = dense(config, config.hidden_size, config.hidden_size)
-        self.layernorm = layer_norm(config)
+        self.dense = dense(config, config.hidden_size, config.hidden_size, forms)
+        self.layernorm = layer_norm(config, forms)
         self.output_bias = ms.Parameter(ops.zeros(config.vocab_size, ms.float32))
         self.compute_type = DTYPES[config.compute_type]
+        self.transposed_decoder_table = forms.transposed_decoder_table
+        self.matmul_transpose_b = ops.MatMul(transpose_b=True)
 
     def construct(self, sequence_output, embedding_table, masked_lm_positions):
         batch_size, seq_length, hidden_size = sequence_output.shape
@@ -56,10 +62,13 @@ class MaskedLMHead(nn.Cell):
         offsets = (ops.arange(batch_size, dtype=ms.int32) * seq_length).reshape(-1, 1)  # [B, 1]
         rows = (masked_lm_positions + offsets).reshape(-1)                              # [B * P]
         hidden = ops.gather(sequence_output.reshape(-1, hidden_size), rows, 0)          # [B * P, D]
-        hidden = ops.gelu(self.dense(hidden), approximate="none").astype(ms.float32)   # [B * P, D]
-        hidden = self.layernorm(hidden)
-        logits = ops.matmul(hidden.astype(self.compute_type),
-                            embedding_table.astype(self.compute_type).T)               # [B * P, V]
+        hidden = gelu(self.dense(hidden)).astype(ms.float32)                            # [B * P, D]
+        hidden = self.layernorm(hidden).astype(self.compute_type)                       # [B * P, D]
+        table = embedding_table.astype(self.compute_type)                               # [V, D]
+        if self.transposed_decoder_table:
+            logits = ops.matmul(hidden, table.T)                                        # [B * P, V]
+        else:
+            logits = self.matmul_transpose_b(hidden, table)                             # [B * P, V]
         return ops.log_softmax(logits.astype(ms.float32) + self.output_bias, axis=-1)
 
 
@@ -86,6 +95,8 @@ class NextSentenceHead(nn.Cell):
 class BertPreTraining(nn.Cell):
     """The encoder with both pretraining heads.
 
+    Args as `BertModel`'s; `forms` (None: the current device target's) serves both.
+
     Inputs:
         input_ids, input_mask, token_type_ids: int32 [B, S].
         masked_lm_positions: int32 [B, P].
@@ -94,10 +105,11 @@ class BertPreTraining(nn.Cell):
         nsp_log_probs: float32 [B, 2].
     """
 
-    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+    def __init__(self, config, is_training, use_one_hot_embeddings=False, forms=None):
         super().__init__()
-        self.bert = BertModel(config, is_training, use_one_hot_embeddings)
-        self.mlm_head = MaskedLMHead(config)
+        forms = forms or kernel_forms()
+        self.bert = BertModel(config, is_training, use_one_hot_embeddings, forms)
+        self.mlm_head = MaskedLMHead(config, forms)
         self.nsp_head = NextSentenceHead(config)
 
     def construct(self, input_ids, input_mask, token_type_ids, masked_lm_positions):
@@ -264,6 +276,7 @@ class BertTrainOneStepCell(nn.Cell):
         self.enable_global_norm = enable_global_norm
         self.grad_reducer = ops.identity
         if _get_parallel_mode() in (ParallelMode.DATA_PARALLEL, ParallelMode.HYBRID_PARALLEL):
+            set_allreduce_split(self.weights)  # read by the reducer: fused all-reduces end at layer boundaries
             self.grad_reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=get_group_size())
         self.accumulation_steps = accumulation_steps
         if accumulation_steps > 1:

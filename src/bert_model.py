@@ -17,6 +17,10 @@ Parameter names follow the MindSpore model zoo's BERT (`bert_embedding_lookup`,
 `bert_encoder.layers.0.attention.attention.query_layer`, ...), so checkpoints
 trained with the zoo's BERT or NEZHA load into this model unchanged. Where that
 makes an attribute name look odd, a comment says so.
+
+A few operations have two kernel forms, one for CPU and one for Ascend/GPU
+(LayerNorm and Dense while training, the pooler's tanh): `BertModel` reads
+them once, from `src.kernel_forms`, and hands them to the cells that use them.
 """
 
 import copy
@@ -27,6 +31,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import TruncatedNormal, initializer
+
+from src.kernel_forms import kernel_forms
 
 # Added to the attention scores of padded key positions (Google BERT's value):
 # exp(-10000) underflows to 0 in fp32, and the value is representable in fp16.
@@ -129,68 +135,95 @@ def truncated_normal(config):
 class Dense(nn.Cell):
     """y = x W^T + b over the last axis, W [out, in]: nn.Dense's layout and parameter names.
 
-    Two kernels for the same maths, picked by the cell's mode when the graph is
-    compiled: training uses `ops.dense`, whose gradient sums the bias with
-    ReduceSum; inference uses MatMul + BiasAdd, whose forward is faster, while
-    the CPU BiasAddGrad kernel was among the largest costs of a fine-tuning step
-    in MindSpore 2.10's profiler (README.md, "Performance", has the measurements).
+    MatMul + BiasAdd (the fused pair nn.Dense uses), except while training with
+    `dense_op_in_training` (the CPU form, see `src.kernel_forms`): then
+    `ops.dense`, whose gradient sums the bias with ReduceSum instead of
+    BiasAddGrad. The mode is read when the graph is compiled.
     """
 
-    def __init__(self, in_channels, out_channels, weight_init):
+    def __init__(self, in_channels, out_channels, weight_init, dense_op_in_training):
         super().__init__()
         self.weight = ms.Parameter(initializer(weight_init, (out_channels, in_channels)), name="weight")
         self.bias = ms.Parameter(initializer("zeros", (out_channels,)), name="bias")
         self.matmul = ops.MatMul(transpose_b=True)
         self.bias_add = ops.BiasAdd()
+        self.dense_op_in_training = dense_op_in_training
 
     def construct(self, x):
         # The weights in x's type: `to_float(float16)` casts a cell's inputs, not its parameters.
         weight, bias = self.weight.astype(x.dtype), self.bias.astype(x.dtype)
-        if self.training:
+        if self.training and self.dense_op_in_training:
             return ops.dense(x, weight, bias)
         shape = x.shape
         y = self.bias_add(self.matmul(x.reshape(-1, shape[-1]), weight), bias)  # [N, out]
         return y.reshape(shape[:-1] + (y.shape[-1],))
 
 
-def dense(config, in_channels, out_channels):
-    """A Dense layer whose matmul runs in `config.compute_type`."""
-    layer = Dense(in_channels, out_channels, truncated_normal(config))
+def dense(config, in_channels, out_channels, forms):
+    """A Dense layer in the kernel `forms` whose matmul runs in `config.compute_type`."""
+    layer = Dense(in_channels, out_channels, truncated_normal(config), forms.dense_op_in_training)
     return layer.to_float(DTYPES[config.compute_type])
 
 
 class LayerNorm(nn.Cell):
     """Layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta.
 
-    nn.LayerNorm's parameter names (`gamma`, `beta`). Training composes it from
-    means and elementwise ops, whose gradients run faster on CPU than MindSpore
-    2.10's fused LayerNormGrad (the largest non-matmul cost of a fine-tuning
-    step); inference uses the fused kernel, whose forward is faster.
+    nn.LayerNorm's parameter names (`gamma`, `beta`). The fused `ops.LayerNorm`,
+    except while training with `composed_in_training` (the CPU form, see
+    `src.kernel_forms`): then means and elementwise ops, whose gradients avoid
+    the fused LayerNormGrad kernel.
     """
 
-    def __init__(self, hidden_size, epsilon):
+    def __init__(self, hidden_size, epsilon, composed_in_training):
         super().__init__()
         self.gamma = ms.Parameter(initializer("ones", (hidden_size,)), name="gamma")
         self.beta = ms.Parameter(initializer("zeros", (hidden_size,)), name="beta")
         self.epsilon = epsilon
         self.fused = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=epsilon)
+        self.composed_in_training = composed_in_training
 
     def construct(self, x):
-        if not self.training:
+        if not (self.training and self.composed_in_training):
             return self.fused(x, self.gamma, self.beta)[0]
         centered = x - x.mean(-1, keep_dims=True)                         # [..., D]
         variance = (centered * centered).mean(-1, keep_dims=True)        # [..., 1]
         return centered * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
 
 
-def layer_norm(config):
-    return LayerNorm(config.hidden_size, config.layer_norm_eps)
+def layer_norm(config, forms):
+    """LayerNorm over the hidden size in the kernel `forms`."""
+    return LayerNorm(config.hidden_size, config.layer_norm_eps, forms.composed_training_layer_norm)
+
+
+def gelu(x):
+    """Exact GELU, x * Phi(x) with the normal CDF from erf, on every device target.
+
+    Google BERT's and Hugging Face's checkpoints were trained with it. It is not
+    MindSpore's fused `GeLU` primitive: that computes the tanh approximation
+    (up to 4.7e-4 from this; `ops.gelu(approximate="tanh")` calls it), while
+    `ops.gelu(approximate="none")` composes erf and elementwise ops.
+    """
+    return ops.gelu(x, approximate="none")
+
+
+def tanh(x):
+    """tanh(x) = 1 - 2 / (exp(2x) + 1), exact to float32 rounding (the CPU form of the pooler's tanh).
+
+    MindSpore 2.10's CPU tanh kernel errs by up to ~1e-4 near |x| = 5; this form
+    does not, and it saturates correctly (exp overflow gives 1, underflow -1).
+    """
+    return 1.0 - 2.0 / (ops.exp(2.0 * x) + 1.0)
 
 
 class EmbeddingPostprocessor(nn.Cell):
     """Adds token-type and (BERT only) absolute position embeddings, then LayerNorm and dropout.
 
     (The name is the model zoo's, kept for checkpoint compatibility.)
+
+    Args:
+        config (BertConfig): sizes, dropout, initializer range.
+        forms (KernelForms): the LayerNorm's kernel form.
+        use_one_hot_embeddings (bool): token types by one-hot matmul instead of gather.
 
     Inputs:
         token_type_ids: int32 [B, S].
@@ -199,7 +232,7 @@ class EmbeddingPostprocessor(nn.Cell):
         float32 [B, S, D].
     """
 
-    def __init__(self, config, use_one_hot_embeddings=False):
+    def __init__(self, config, forms, use_one_hot_embeddings=False):
         super().__init__()
         self.token_type_embedding = nn.Embedding(
             config.type_vocab_size, config.hidden_size, use_one_hot=use_one_hot_embeddings,
@@ -209,7 +242,7 @@ class EmbeddingPostprocessor(nn.Cell):
             self.full_position_embedding = nn.Embedding(
                 config.max_position_embeddings, config.hidden_size,
                 embedding_table=truncated_normal(config))
-        self.layernorm = layer_norm(config)
+        self.layernorm = layer_norm(config, forms)
         self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
 
     def construct(self, token_type_ids, word_embeddings):
@@ -283,6 +316,10 @@ class BertAttention(nn.Cell):
     scores_ij = q_i . (k_j + a_ij) / sqrt(H);  context_i = sum_j p_ij (v_j + a_ij),
     with a_ij = 0 for BERT. Padded keys get MASK_ADDER before the softmax.
 
+    Args:
+        config (BertConfig): sizes, dropout, compute type, relative positions.
+        forms (KernelForms): the projections' kernel form.
+
     Inputs:
         hidden_states: float32 [B, S, D].
         attention_mask_bias: float32 [B, 1, 1, S], 0 for real tokens, MASK_ADDER for padding.
@@ -290,15 +327,15 @@ class BertAttention(nn.Cell):
         context: [B, S, D] in compute_type, before the output projection.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, forms):
         super().__init__()
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.attention_head_size
         self.scale = 1.0 / math.sqrt(config.attention_head_size)
         self.compute_type = DTYPES[config.compute_type]
-        self.query_layer = dense(config, config.hidden_size, config.hidden_size)
-        self.key_layer = dense(config, config.hidden_size, config.hidden_size)
-        self.value_layer = dense(config, config.hidden_size, config.hidden_size)
+        self.query_layer = dense(config, config.hidden_size, config.hidden_size, forms)
+        self.key_layer = dense(config, config.hidden_size, config.hidden_size, forms)
+        self.value_layer = dense(config, config.hidden_size, config.hidden_size, forms)
         self.dropout = nn.Dropout(p=config.attention_probs_dropout_prob)
         # q k^T without materialising k^T (a transpose per layer and step, forward and backward).
         self.query_key_matmul = ops.BatchMatMul(transpose_b=True)
@@ -350,6 +387,7 @@ class BertOutput(nn.Cell):
     Args:
         config (BertConfig): sizes, dropout, compute type.
         in_channels (int): width of the input (D after attention, I after the feed-forward).
+        forms (KernelForms): the projection's and LayerNorm's kernel forms.
 
     Inputs:
         hidden_states: [B, S, in_channels] in compute_type.
@@ -358,11 +396,11 @@ class BertOutput(nn.Cell):
         float32 [B, S, D].
     """
 
-    def __init__(self, config, in_channels):
+    def __init__(self, config, in_channels, forms):
         super().__init__()
-        self.dense = dense(config, in_channels, config.hidden_size)
+        self.dense = dense(config, in_channels, config.hidden_size, forms)
         self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
-        self.layernorm = layer_norm(config)
+        self.layernorm = layer_norm(config, forms)
 
     def construct(self, hidden_states, residual):
         hidden_states = self.dropout(self.dense(hidden_states)).astype(ms.float32)  # [B, S, D]
@@ -375,13 +413,13 @@ class BertSelfAttention(nn.Cell):
     (Hugging Face calls this sub-layer BertAttention and the core BertSelfAttention;
     the names here are the model zoo's, whose checkpoint keys they produce.)
 
-    Inputs / outputs as `BertAttention`; the output is float32 [B, S, D].
+    Args and inputs as `BertAttention`; the output is float32 [B, S, D].
     """
 
-    def __init__(self, config):
+    def __init__(self, config, forms):
         super().__init__()
-        self.attention = BertAttention(config)
-        self.output = BertOutput(config, config.hidden_size)
+        self.attention = BertAttention(config, forms)
+        self.output = BertOutput(config, config.hidden_size, forms)
 
     def construct(self, hidden_states, attention_mask_bias):
         context = self.attention(hidden_states, attention_mask_bias)  # [B, S, D]
@@ -391,6 +429,10 @@ class BertSelfAttention(nn.Cell):
 class BertEncoderCell(nn.Cell):
     """One encoder layer: self-attention sub-layer, then the feed-forward sub-layer.
 
+    Args:
+        config (BertConfig): the layer's hyper-parameters.
+        forms (KernelForms): kernel forms of its projections and LayerNorms.
+
     Inputs:
         hidden_states: float32 [B, S, D].
         attention_mask_bias: float32 [B, 1, 1, S].
@@ -398,18 +440,18 @@ class BertEncoderCell(nn.Cell):
         float32 [B, S, D].
     """
 
-    def __init__(self, config):
+    def __init__(self, config, forms):
         super().__init__()
-        self.attention = BertSelfAttention(config)
+        self.attention = BertSelfAttention(config, forms)
         # Feed-forward: intermediate projection + exact GELU, then `output`.
         # (`intermediate` is a bare Dense, as in the model zoo's checkpoints.)
-        self.intermediate = dense(config, config.hidden_size, config.intermediate_size)
-        self.output = BertOutput(config, config.intermediate_size)
+        self.intermediate = dense(config, config.hidden_size, config.intermediate_size, forms)
+        self.output = BertOutput(config, config.intermediate_size, forms)
 
     def construct(self, hidden_states, attention_mask_bias):
         attention_output = self.attention(hidden_states, attention_mask_bias)           # [B, S, D]
-        intermediate = ops.gelu(self.intermediate(attention_output), approximate="none")  # [B, S, I]
-        return self.output(intermediate, attention_output)                               # [B, S, D]
+        intermediate = gelu(self.intermediate(attention_output))   # [B, S, I]
+        return self.output(intermediate, attention_output)          # [B, S, D]
 
 
 class BertTransformer(nn.Cell):
@@ -417,6 +459,7 @@ class BertTransformer(nn.Cell):
 
     Args:
         config (BertConfig): the number of layers and everything each layer needs.
+        forms (KernelForms): kernel forms of every layer.
 
     Inputs:
         hidden_states: float32 [B, S, D], the embeddings.
@@ -425,9 +468,9 @@ class BertTransformer(nn.Cell):
         float32 [B, S, D], the last layer's hidden states.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, forms):
         super().__init__()
-        self.layers = nn.CellList([BertEncoderCell(config) for _ in range(config.num_hidden_layers)])
+        self.layers = nn.CellList([BertEncoderCell(config, forms) for _ in range(config.num_hidden_layers)])
 
     def construct(self, hidden_states, attention_mask_bias):
         for layer in self.layers:
@@ -458,6 +501,8 @@ class BertModel(nn.Cell):
         is_training (bool): False zeroes every dropout probability.
         use_one_hot_embeddings (bool): look embeddings up by one-hot matmul
             instead of gather (faster on some accelerators).
+        forms (KernelForms): kernel forms (`src.kernel_forms`); None: those of
+            MindSpore's current device target.
 
     Inputs:
         input_ids: int32 [B, S].
@@ -469,31 +514,25 @@ class BertModel(nn.Cell):
         embedding_table: float32 [V, D], the word embeddings (tied to the MLM decoder).
     """
 
-    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+    def __init__(self, config, is_training, use_one_hot_embeddings=False, forms=None):
         super().__init__()
         config = config_for_mode(config, is_training)
+        forms = forms or kernel_forms()
         self.output_type = DTYPES[config.dtype]
         self.bert_embedding_lookup = nn.Embedding(
             config.vocab_size, config.hidden_size, use_one_hot=use_one_hot_embeddings,
             embedding_table=truncated_normal(config))
-        self.bert_embedding_postprocessor = EmbeddingPostprocessor(config, use_one_hot_embeddings)
-        self.bert_encoder = BertTransformer(config)
+        self.bert_embedding_postprocessor = EmbeddingPostprocessor(config, forms, use_one_hot_embeddings)
+        self.bert_encoder = BertTransformer(config, forms)
         # The pooler's dense layer; the zoo's checkpoints call it plain `dense`.
-        self.dense = dense(config, config.hidden_size, config.hidden_size)
+        self.dense = dense(config, config.hidden_size, config.hidden_size, forms)
+        self.pooler_activation = tanh if forms.composed_tanh else ops.tanh
 
     def construct(self, input_ids, token_type_ids, input_mask):
         word_embeddings = self.bert_embedding_lookup(input_ids)                            # [B, S, D]
         embeddings = self.bert_embedding_postprocessor(token_type_ids, word_embeddings)  # [B, S, D]
         sequence_output = self.bert_encoder(embeddings, attention_mask_bias(input_mask))  # [B, S, D]
-        pooled_output = tanh(self.dense(sequence_output[:, 0]).astype(ms.float32))         # [B, D]
+        pooled_output = self.pooler_activation(self.dense(sequence_output[:, 0]).astype(ms.float32))  # [B, D]
         return (sequence_output.astype(self.output_type), pooled_output.astype(self.output_type),
                 self.bert_embedding_lookup.embedding_table)
 
-
-def tanh(x):
-    """tanh(x) = 1 - 2 / (exp(2x) + 1), exact to float32 rounding.
-
-    MindSpore 2.10's CPU tanh kernel errs by up to ~1e-4 near |x| = 5; this form
-    does not, and it saturates correctly (exp overflow gives 1, underflow -1).
-    """
-    return 1.0 - 2.0 / (ops.exp(2.0 * x) + 1.0)
