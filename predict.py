@@ -20,7 +20,6 @@ split into windows (squad), exactly as in training and evaluation: the
 tokenization and the post-processing are those of the run scripts.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ import yaml
 
 from src import squad
 from src.bert_model import BertConfig
-from src.config import bool_flag
+from src.config import bool_flag, command_parser
 from src.create_finetune_data import Example, RowBuilder
 from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS
 from src.errors import UserError, exit_on_user_error
@@ -48,13 +47,13 @@ class PredictError(UserError):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = command_parser(__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, choices=TASKS, help="what the model was fine-tuned for")
     parser.add_argument("--config", required=True, help="the <task>.yaml written with the fine-tuned checkpoint")
     parser.add_argument("--checkpoint", required=True, help="the fine-tuned <task>.ckpt")
     parser.add_argument("--vocab_file", required=True, help="the vocabulary the model was trained with")
-    parser.add_argument("--input_file", default="-", help="input text (default: standard input)")
-    parser.add_argument("--output_file", default="-", help="JSON lines output (default: standard output)")
+    parser.add_argument("--input_file", default="-", help="input text; - is standard input")
+    parser.add_argument("--output_file", default="-", help="JSON lines output; - is standard output")
     parser.add_argument("--batch_size", type=int, default=32, help="inputs per forward pass")
     parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default="CPU", help="device")
     parser.add_argument("--graph_mode", type=bool_flag, default=True, help="compile the model (fast) or not")

@@ -56,7 +56,6 @@ and every parameter is found; otherwise the offending names and shapes are
 listed on one line and the exit code is 2.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -71,7 +70,7 @@ from src.bert_for_pre_training import BertPreTraining
 from src.bert_model import BertConfig, BertModel
 from src.checkpoint import (TEXT_FILE_MODE, load_params_into, read_checkpoint, replace_atomically,
                             save_checkpoint_atomic, write_text_atomic)
-from src.config import read_yaml, resolve_model
+from src.config import command_parser, read_yaml, resolve_model
 from src.errors import UserError, exit_on_user_error
 from src.finetune_eval_model import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
 from src.training import ENCODER_PREFIX
@@ -672,14 +671,13 @@ def check_flags(args):
         raise ConversionError(f"--output {args.output!r}: expected a file name ending in .ckpt")
 
 
-@exit_on_user_error
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv):
+    parser = command_parser(__doc__.split("\n")[0])
     parser.add_argument("--source", required=True, choices=["hf", "google", "ms"],
                         help="format of the input: hf (Hugging Face directory), google (TensorFlow BERT or NEZHA "
                              "checkpoint), ms (this project's .ckpt, with --to hf)")
     parser.add_argument("--to", default="ms", choices=["ms", "hf"],
-                        help="format to write: ms (.ckpt + .yaml, the default) or hf (a Hugging Face directory)")
+                        help="format to write: ms (.ckpt + .yaml) or hf (a Hugging Face directory)")
     parser.add_argument("--input", required=True,
                         help="hf: directory with config.json and model.safetensors; google: directory with "
                              "bert_model.ckpt.* and bert_config.json, or a checkpoint prefix; ms: the .ckpt file")
@@ -690,7 +688,12 @@ def main(argv=None):
                         help="ms: YAML with the checkpoint's model section (default: the .yaml beside the .ckpt)")
     parser.add_argument("--task", choices=sorted(TASK_MODELS),
                         help="ms: task of a fine-tuned checkpoint (dense_1.*) when its YAML has no `task:`")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(argv)
     check_flags(args)
     if args.to == "hf":
         architecture, tensors = export_hf(args.input, args.output, args.model_config, args.task)

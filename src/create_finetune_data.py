@@ -35,7 +35,6 @@ Data errors name file:line; `--on_error=skip` skips such records and counts
 them instead of stopping.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -44,7 +43,7 @@ import sys
 
 import numpy as np
 
-from src.config import bool_flag
+from src.config import bool_flag, command_parser
 from src.errors import UserError, exit_on_user_error
 from src.ner_tagging import SCHEMES, TaggingError, label_list, spans_to_tags
 from src.records import schema_json, write_mindrecord, write_tfrecord
@@ -424,13 +423,13 @@ def split_squad_file(path, output_dir, dev_fraction, seed):
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = command_parser(__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, choices=TASKS, help="input format")
     parser.add_argument("--input_file", required=True, help="the task's data file, as distributed")
     parser.add_argument("--output_dir", required=True, help="where the records, schemas and label map go")
     parser.add_argument("--vocab_file", required=True, help="WordPiece vocabulary of the model to fine-tune")
     parser.add_argument("--label_file", default="",
-                        help="tnews/cluener labels.json fixing the label ids (default: the data's labels, sorted)")
+                        help="tnews/cluener labels.json fixing the label ids; \"\": the data's labels, sorted")
     parser.add_argument("--do_lower_case", type=bool_flag, default=True,
                         help="lower-case and strip accents (true for uncased and Chinese vocabularies)")
     parser.add_argument("--max_seq_length", type=int, default=None,

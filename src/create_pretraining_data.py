@@ -26,7 +26,6 @@ any `--num_workers`. Instances are kept in memory until the global shuffle, as
 in Google's script: split very large corpora into several runs.
 """
 
-import argparse
 import dataclasses
 import glob
 import json
@@ -41,7 +40,7 @@ import time
 
 import numpy as np
 
-from src.config import bool_flag
+from src.config import bool_flag, command_parser
 from src.errors import UserError, exit_on_user_error
 from src.records import schema_json, write_mindrecord, write_tfrecord
 from src.tokenization import FullTokenizer, is_cjk
@@ -68,7 +67,7 @@ class DataError(UserError):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = command_parser(__doc__.split("\n")[0])
     parser.add_argument("--input_file", required=True,
                         help="input text files: comma-separated paths or globs")
     parser.add_argument("--output_dir", required=True, help="directory for the shards, schema.json, stats.json")
