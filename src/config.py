@@ -148,6 +148,7 @@ def read_yaml(path):
 
 
 def read_text(path):
+    """A text file's contents; a missing or unreadable file raises ConfigError."""
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
@@ -322,12 +323,13 @@ def help_text(yaml_path, prog):
     text = read_text(yaml_path)
     opening = [line.lstrip("#").strip()
                for line in itertools.takewhile(lambda line: line.startswith("#"), text.splitlines())]
-    lines = [f"usage: {prog} [--KEY VALUE | --KEY=VALUE ...] [--config_path FILE]", "", *opening, "",
+    lines = [f"usage: {prog} [--KEY VALUE | --KEY=VALUE ...] [--config_path FILE]", "",
+             *([*opening, ""] if opening else []),
              f"keys of {yaml_path} (default as written there; booleans are true or false):"]
     group = None
     for doc in documented_keys(text):
         if doc.group != group:
-            lines += ["", f"{doc.group}:"]
+            lines += ["", f"{doc.group}:"] if doc.group else [""]
             group = doc.group
         if not doc.is_section:
             flag = f"--{doc.key}.FIELD VALUE" if doc.default == "{}" else f"--{doc.key} {doc.default}"
