@@ -17,12 +17,11 @@ import os
 import sys
 import time
 
-import mindspore as ms
-
 from src.config import HELP_FLAGS, ConfigError, bert_config, convert, load_config, read_yaml, split_flags
+from src.device import init_device, job_target
 from src.errors import exit_on_user_error
 from src.export_model import FILE_SUFFIXES, INPUT_NAMES, TASKS, build_predictor, export_predictor, load_weights
-from src.training import DEVICE_TARGETS, check_writable
+from src.training import check_writable
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_config.yaml")
 # Flags of the model zoo's export scripts spelled differently here: {zoo flag: our key}.
@@ -60,13 +59,12 @@ def check_options(cfg):
         raise ConfigError("--checkpoint (or --ckpt_file): required, the .ckpt file to export")
     if not cfg.file_name:
         raise ConfigError("--file_name: required, the output file (the format's extension is added)")
-    if cfg.device_target not in DEVICE_TARGETS:
-        raise ConfigError(f"--device_target: expected one of {', '.join(DEVICE_TARGETS)}, got {cfg.device_target!r}")
+    target = job_target(cfg)
     if cfg.file_format not in FILE_SUFFIXES:
         raise ConfigError(f"--file_format: expected one of {', '.join(FILE_SUFFIXES)}, got {cfg.file_format!r}")
-    if cfg.file_format not in FORMATS_BY_TARGET[cfg.device_target]:
-        raise ConfigError(f"--file_format={cfg.file_format}: not supported on {cfg.device_target}; "
-                          f"use {' or '.join(FORMATS_BY_TARGET[cfg.device_target])}")
+    if cfg.file_format not in FORMATS_BY_TARGET[target]:
+        raise ConfigError(f"--file_format={cfg.file_format}: not supported on {target}; "
+                          f"use {' or '.join(FORMATS_BY_TARGET[target])}")
 
 
 def head_options(cfg):
@@ -100,10 +98,7 @@ def main(argv=None):
     num_class, use_crf = head_options(cfg)
     config = bert_config(cfg)
     check_writable(os.path.dirname(os.path.abspath(cfg.file_name)), "--file_name")
-    # Export traces the network, which only graph mode does.
-    ms.set_context(mode=ms.GRAPH_MODE, device_target=cfg.device_target)
-    if cfg.device_target != "CPU":
-        ms.set_device(cfg.device_target, cfg.device_id)
+    init_device(cfg, config.compute_type, training=False)  # graph mode: export traces the network
 
     predictor = load_weights(build_predictor(cfg.task, config, num_class, use_crf), cfg.checkpoint)
     start = time.time()

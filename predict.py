@@ -24,14 +24,13 @@ import json
 import sys
 import time
 
-import mindspore as ms
 import yaml
 
 from src import squad
-from src.bert_model import BertConfig
-from src.config import bool_flag, command_parser
+from src.config import Config, bool_flag, command_parser, concrete_bert_config
 from src.create_finetune_data import Example, RowBuilder
 from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS
+from src.device import AUTO, TARGETS, init_device, job_target
 from src.errors import UserError, exit_on_user_error
 from src.export_model import build_predictor
 from src.finetune import load_task_model, predict, rows_dataset
@@ -55,17 +54,19 @@ def parse_args(argv):
     parser.add_argument("--input_file", default="-", help="input text; - is standard input")
     parser.add_argument("--output_file", default="-", help="JSON lines output; - is standard output")
     parser.add_argument("--batch_size", type=int, default=32, help="inputs per forward pass")
-    parser.add_argument("--device_target", choices=("Ascend", "GPU", "CPU"), default="CPU", help="device")
+    parser.add_argument("--device_target", choices=(AUTO, *TARGETS), default=AUTO,
+                        help="device; auto: Ascend, else GPU, else CPU, as this machine can use")
+    parser.add_argument("--device_id", type=int, default=0, help="device to use; a launcher's DEVICE_ID wins")
     parser.add_argument("--graph_mode", type=bool_flag, default=True, help="compile the model (fast) or not")
     return parser.parse_args(argv)
 
 
-def read_task_config(path, task):
-    """(BertConfig, settings dict) from a fine-tuned model's YAML; its task must be `task`."""
+def read_task_config(path, task, device_target):
+    """(BertConfig for `device_target`, settings dict) from a fine-tuned model's YAML; its task must be `task`."""
     try:
         with open(path, encoding="utf-8") as f:
             description = yaml.safe_load(f)
-        config = BertConfig(**description["model"])
+        config = concrete_bert_config(description["model"], device_target, "model")
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         raise PredictError(f"--config {path}: not the <task>.yaml of a fine-tuned model ({error})") from None
     if description.get("task") != task:
@@ -176,10 +177,13 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.batch_size < 1:
         raise PredictError(f"--batch_size must be at least 1, got {args.batch_size}")
-    ms.set_context(mode=ms.GRAPH_MODE if args.graph_mode else ms.PYNATIVE_MODE, device_target=args.device_target)
-    config, settings = read_task_config(args.config, args.task)
+    device = Config({"device_target": args.device_target, "device_id": args.device_id,
+                     "mode": "GRAPH" if args.graph_mode else "PYNATIVE"})
+    config, settings = read_task_config(args.config, args.task, job_target(device))
     tokenizer = FullTokenizer(args.vocab_file, settings.get("do_lower_case", True))
     lines = read_inputs(args.input_file)
+    # After the inputs are checked (a bad one is the only line); on stderr, as stdout may be the results.
+    init_device(device, config.compute_type, training=False, file=sys.stderr)
     texts = [(number, text) for number, text in lines if text.strip()]
     start = time.time()
     results, truncated = PREDICTORS[args.task](texts, config, settings, args, tokenizer) if texts else ([], 0)

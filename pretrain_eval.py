@@ -29,8 +29,8 @@ from src.bert_for_pre_training import BertPreTraining, masked_lm_nll
 from src.checkpoint import load_params_into, read_checkpoint
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import PRETRAIN_COLUMNS, DatasetError, create_dataset
+from src.device import init_device
 from src.errors import exit_on_user_error
-from src.training import init_device
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 RESULTS_FILE = "eval_results.json"
@@ -96,7 +96,7 @@ def main(argv=None):
     if not cfg.load_checkpoint_path:
         raise ConfigError("--load_checkpoint_path: the checkpoint to evaluate is required")
     config = bert_config(cfg)
-    init_device(cfg)
+    init_device(cfg, config.compute_type, training=False)
     dataset = create_dataset(cfg.data_dir, PRETRAIN_COLUMNS, cfg.batch_size, schema_dir=cfg.schema_dir,
                              dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
     metrics_net = PretrainingMetrics(config)

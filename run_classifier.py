@@ -72,7 +72,7 @@ def main(argv=None):
     if cfg.label2id_file_path:
         read_label_map(cfg.label2id_file_path, cfg.num_class)
     config = bert_config(cfg)
-    setup(cfg)
+    setup(cfg, config)
     checkpoint = cfg.load_finetune_checkpoint_path
     if cfg.do_train:
         check_label_range(cfg, cfg.num_class)

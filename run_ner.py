@@ -87,7 +87,7 @@ def main(argv=None):
         raise ConfigError("--label2id_file_path: required (the label2id.json written with the data)")
     label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
     config = bert_config(cfg)
-    setup(cfg)
+    setup(cfg, config)
     checkpoint = cfg.load_finetune_checkpoint_path
     if cfg.do_train:
         check_label_range(cfg, cfg.num_class)

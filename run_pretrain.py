@@ -16,11 +16,12 @@ from src.bert_for_pre_training import BertNetworkWithLoss
 from src.checkpoint import weights_fingerprint
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import create_bert_dataset
+from src.device import init_device
 from src.errors import exit_on_user_error
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
 from src.training import (METRICS_FILE, TrainingPlan, build_train_cell, check_no_foreign_checkpoints,
-                          check_training_config, check_writable, init_device, restore, train)
+                          check_training_config, check_writable, restore, train)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 LOSS_PLOT = "loss.png"
@@ -60,7 +61,8 @@ def main(argv=None):
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
     config = bert_config(cfg)
     check_training_config(cfg)
-    rank, device_num = init_device(cfg)
+    device = init_device(cfg, config.compute_type, training=True)
+    rank, device_num = device.rank, device.group_size
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
     if cfg.enable_data_sink and rank == 0:
@@ -78,7 +80,7 @@ def main(argv=None):
 
     network = BertNetworkWithLoss(config, is_training=True)
     try:
-        optimizer = build_optimizer(cfg, network.trainable_params(), plan.total_steps, cfg.device_target)
+        optimizer = build_optimizer(cfg, network.trainable_params(), plan.total_steps, device.target)
         train_cell = build_train_cell(network, optimizer, cfg)
     except ValueError as error:
         raise ConfigError(str(error)) from None

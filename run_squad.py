@@ -78,7 +78,7 @@ def main(argv=None):
         raise ConfigError(f"--num_class: SQuAD's head has {NUM_SPAN_LOGITS} outputs (start and end logits), "
                           f"got {cfg.num_class}")
     config = bert_config(cfg)
-    setup(cfg)
+    setup(cfg, config)
     checkpoint = cfg.load_finetune_checkpoint_path
     if cfg.do_train:
         settings = {key: getattr(cfg, key) for key in ("do_lower_case", "doc_stride", "max_query_length",

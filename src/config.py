@@ -95,12 +95,26 @@ def load_config(default_yaml, argv):
 
 
 def bert_config(cfg):
-    """The `BertConfig` of a loaded config; a bad combination raises ConfigError."""
-    from src.bert_model import BertConfig  # imports MindSpore: only when a model is wanted
+    """The `BertConfig` of a loaded config, for the job's `device_target` (`compute_type: auto` becomes
+    that target's precision); a bad combination raises ConfigError."""
+    from src.device import job_target
+    return concrete_bert_config(cfg.model.to_dict(), job_target(cfg), "model")
+
+
+def concrete_bert_config(fields, device_target, source):
+    """`BertConfig(**fields)` for a resolved `device_target`: `compute_type: auto` (the default, kept in
+    the files we write) becomes float16 on Ascend/GPU, float32 on CPU (`src.device.compute_type_for`),
+    so that a model is always built with a concrete dtype. `source` names the fields in errors."""
+    from src.bert_model import DTYPES, BertConfig  # imports MindSpore: only when a model is wanted
+    from src.device import AUTO, compute_type_for
+    compute_type = fields.get("compute_type", AUTO)
+    if compute_type != AUTO and compute_type not in DTYPES:
+        raise ConfigError(f"{source}: compute_type must be {AUTO} or one of {', '.join(DTYPES)}, "
+                          f"got {compute_type!r}")
     try:
-        return BertConfig(**cfg.model.to_dict())
+        return BertConfig(**dict(fields, compute_type=compute_type_for(compute_type, device_target)))
     except ValueError as error:
-        raise ConfigError(f"model: {error}") from None
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def parse_overrides(argv):
@@ -233,12 +247,16 @@ def command_parser(description):
 
 
 def resolve_model(values, yaml_path):
-    """Merge preset, `model_config` file and the YAML `model` section into all BertConfig fields."""
+    """Merge preset, `model_config` file and the YAML `model` section into all BertConfig fields.
+
+    `compute_type` defaults to auto, which `bert_config` resolves for the job's device.
+    """
     from src.bert_model import PRESETS, BertConfig  # imports MindSpore: only when a model is wanted
+    from src.device import AUTO
     name = values.get("bert_network")
     if name not in PRESETS:
         raise ConfigError(f"bert_network: expected one of {sorted(PRESETS)}, got {name!r}")
-    model = dataclasses.asdict(BertConfig(**PRESETS[name]))
+    model = dict(dataclasses.asdict(BertConfig(**PRESETS[name])), compute_type=AUTO)
     model_file = values.get("model_config") or ""
     if model_file:
         model.update(checked_model_fields(read_yaml(model_file).get("model", {}), model, model_file))

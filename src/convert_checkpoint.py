@@ -70,7 +70,8 @@ from src.bert_for_pre_training import BertPreTraining
 from src.bert_model import BertConfig, BertModel
 from src.checkpoint import (TEXT_FILE_MODE, load_params_into, read_checkpoint, replace_atomically,
                             save_checkpoint_atomic, write_text_atomic)
-from src.config import command_parser, read_yaml, resolve_model
+from src.config import command_parser, concrete_bert_config, read_yaml, resolve_model
+from src.device import AUTO
 from src.errors import UserError, exit_on_user_error
 from src.finetune_eval_model import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
 from src.training import ENCODER_PREFIX
@@ -365,7 +366,8 @@ def write_ms_checkpoint(conversion, shapes, output_path, source):
                            output_path)
     # The layout of fine-tuning's <task>.yaml: the task and its settings, then the model.
     sections = {"task": conversion.task, **conversion.settings} if conversion.task else {}
-    sections["model"] = dataclasses.asdict(conversion.config)
+    # compute_type auto: the device that loads the model picks its precision (src.device.compute_type_for).
+    sections["model"] = dict(dataclasses.asdict(conversion.config), compute_type=AUTO)
     header = f"# Model section of {os.path.basename(output_path)}, converted from {source}\n"
     write_text_atomic(header + yaml.safe_dump(sections, sort_keys=False), model_yaml_path(output_path))
 
@@ -562,10 +564,8 @@ def read_model_yaml(path):
     values = read_yaml(path)
     values.setdefault("bert_network", "base")
     fields = resolve_model(values, path)  # a ConfigError names the file and field itself
-    try:
-        config = BertConfig(**fields)
-    except ValueError as error:
-        raise ConversionError(f"{path}: {error}") from None
+    # Only weights are converted, on the host: `compute_type: auto` is built as on a CPU.
+    config = concrete_bert_config(fields, "CPU", path)
     task = values.get("task")
     if task is not None and task not in TASK_MODELS:
         raise ConversionError(f"{path}: task {task!r} is not one of {sorted(TASK_MODELS)}")

@@ -24,17 +24,18 @@ from src.checkpoint import CheckpointMismatchError, load_params_into, read_check
 from src.checkpoint import write_text_atomic
 from src.config import ConfigError
 from src.dataset import create_dataset
+from src.device import init_device, job_target
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
-from src.training import (ENCODER_PREFIX, METRICS_FILE, TrainingPlan, build_train_cell, check_writable, init_device,
-                          train)
+from src.training import ENCODER_PREFIX, METRICS_FILE, TrainingPlan, build_train_cell, check_writable, train
 
 RESULTS_FILE = "eval_results.json"
 LOSS_PLOT = "loss.png"
 
 
-def setup(cfg):
-    """Check the job's switches and paths, set the device and seeds; before any data is read."""
+def setup(cfg, config):
+    """Check the job's switches and paths, set the device (for `config`, the job's BertConfig) and seeds;
+    before any data is read."""
     if not (cfg.do_train or cfg.do_eval):
         raise ConfigError("nothing to do: set --do_train=true and/or --do_eval=true")
     if cfg.do_train and not cfg.train_data_file_path:
@@ -49,7 +50,7 @@ def setup(cfg):
             raise ConfigError(f"{key} must be at least 1, got {getattr(cfg, key)}")
     if not 0.0 <= cfg.warmup_proportion <= 1.0:
         raise ConfigError(f"warmup_proportion: expected a fraction in [0, 1], got {cfg.warmup_proportion}")
-    init_device(cfg)
+    init_device(cfg, config.compute_type, training=cfg.do_train)
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
     check_writable(cfg.output_dir, "output_dir")
@@ -89,7 +90,7 @@ def train_task(cfg, config, network, columns, task_name, task_settings):
     else:
         print("warning: no --load_pretrain_checkpoint_path: the encoder starts from random weights")
     try:
-        optimizer = build_optimizer(cfg, network.trainable_params(), total_steps, cfg.device_target,
+        optimizer = build_optimizer(cfg, network.trainable_params(), total_steps, job_target(cfg),
                                     warmup_steps=int(cfg.warmup_proportion * total_steps))
         train_cell = build_train_cell(network, optimizer, cfg)
     except ValueError as error:
@@ -102,17 +103,19 @@ def train_task(cfg, config, network, columns, task_name, task_settings):
     train(train_cell, dataset, plan)
     plot_training(os.path.join(cfg.output_dir, METRICS_FILE), os.path.join(cfg.output_dir, LOSS_PLOT),
                   f"{task_name} fine-tuning")
-    return save_task_model(cfg, config, network, task_name, task_settings)
+    return save_task_model(cfg, network, task_name, task_settings)
 
 
-def save_task_model(cfg, config, network, task_name, task_settings):
+def save_task_model(cfg, network, task_name, task_settings):
     """`<save dir>/<task>.ckpt` (weights only) and `<task>.yaml`: the task, its settings and its
-    `model:` section (so `--model_config=<task>.yaml` and predict.py rebuild the same model)."""
+    `model:` section (so `--model_config=<task>.yaml` and predict.py rebuild the same model). The section is
+    the model as the user described it: `compute_type: auto` stays auto, so that the device that loads it
+    picks its precision (a model fine-tuned in float16 on a GPU predicts in float32 on a CPU)."""
     directory = cfg.save_finetune_checkpoint_path or cfg.output_dir
     check_writable(directory, "save_finetune_checkpoint_path")
     path = os.path.join(directory, f"{task_name}.ckpt")
     save_checkpoint_atomic(network, path)
-    description = yaml.safe_dump({"task": task_name, **task_settings, "model": dict(vars(config))},
+    description = yaml.safe_dump({"task": task_name, **task_settings, "model": cfg.model.to_dict()},
                                  sort_keys=False, allow_unicode=True)
     write_text_atomic(f"# model of {os.path.basename(path)}; use with --model_config\n" + description,
                       os.path.splitext(path)[0] + ".yaml")

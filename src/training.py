@@ -34,7 +34,6 @@ METRICS_FILE = "metrics.jsonl"
 # Keys stored next to the parameters in a training checkpoint.
 # ("global_step" itself is taken: the optimizer's own step counter.)
 STATE_KEYS = ("trained_steps", "micro_batches_done")
-DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
 # Names of the encoder's parameters in every task model (heads have other prefixes).
 ENCODER_PREFIX = "bert."
 # The dynamic loss scale never goes below this (MindSpore's update cell floor).
@@ -219,33 +218,6 @@ def check_writable(directory, what):
         os.remove(probe)
     except OSError as error:
         raise TrainingError(f"{what} {directory}: not writable ({error.strerror})") from None
-
-
-def init_device(cfg):
-    """Set MindSpore's context from the job config; returns (rank, device_num).
-
-    With `distribute`, communication is initialised (HCCL/NCCL/CPU collectives,
-    from the launcher's environment) and gradients are averaged across ranks.
-    Jobs whose config has no `distribute` key run on one device.
-    """
-    mode = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}.get(cfg.mode)
-    if mode is None:
-        raise TrainingError(f"mode: expected GRAPH or PYNATIVE, got {cfg.mode!r}")
-    if cfg.device_target not in DEVICE_TARGETS:
-        raise TrainingError(f"device_target: expected one of {', '.join(DEVICE_TARGETS)}, got {cfg.device_target!r}")
-    ms.set_context(mode=mode, device_target=cfg.device_target)
-    if not ("distribute" in cfg and cfg.distribute):
-        if cfg.device_target != "CPU":
-            ms.set_device(cfg.device_target, cfg.device_id)
-        return 0, 1
-    from mindspore.communication import get_group_size, get_rank, init
-    if cfg.device_target != "CPU" and "DEVICE_ID" in os.environ:
-        # Rank-table launches (Ascend) name each process's device in DEVICE_ID; msrun assigns it itself.
-        ms.set_device(cfg.device_target, int(os.environ["DEVICE_ID"]))
-    init()
-    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
-                                 device_num=get_group_size())
-    return get_rank(), get_group_size()
 
 
 def check_training_config(cfg):

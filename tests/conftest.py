@@ -2,4 +2,6 @@
 
 import mindspore as ms
 
-ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+# set_device (not set_context's deprecated device_target) so that jobs run in-process may set it again.
+ms.set_device("CPU")
+ms.set_context(mode=ms.GRAPH_MODE)

@@ -1,5 +1,7 @@
 """export.py: each task's MINDIR, loaded back, against the live model at two batch sizes; bad input."""
 
+import dataclasses
+
 import mindspore as ms
 import numpy as np
 import pytest
@@ -38,8 +40,9 @@ def save_pretraining_checkpoint(config, path):
 def save_fine_tuned(network, config, directory, task_name, **settings):
     """<task>.ckpt and <task>.yaml as fine-tuning writes them (from the loss network)."""
     randomize_parameters(network)
-    cfg = Config({"save_finetune_checkpoint_path": str(directory), "output_dir": str(directory)})
-    checkpoint = save_task_model(cfg, config, network, task_name, settings)
+    cfg = Config({"save_finetune_checkpoint_path": str(directory), "output_dir": str(directory),
+                  "model": dataclasses.asdict(config)})
+    checkpoint = save_task_model(cfg, network, task_name, settings)
     return checkpoint, checkpoint[:-len(".ckpt")] + ".yaml"
 
 
