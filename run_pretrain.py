@@ -6,6 +6,8 @@ DIR holds shards written by `python -m src.create_pretraining_data`. Every key
 of pretrain_config.yaml can be overridden as --key=value; see README.md.
 """
 
+import dataclasses
+import itertools
 import os
 import sys
 
@@ -20,8 +22,8 @@ from src.device import init_device
 from src.errors import exit_on_user_error
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
-from src.training import (METRICS_FILE, TrainingPlan, build_train_cell, check_no_foreign_checkpoints,
-                          check_training_config, check_writable, restore, train)
+from src.training import (METRICS_FILE, TrainingPlan, align_to_sinks, build_train_cell, check_no_foreign_checkpoints,
+                          check_training_config, check_writable, data_sink_steps, restore, train)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 LOSS_PLOT = "loss.png"
@@ -30,8 +32,13 @@ TOKEN_CHECK_BATCHES = 20
 
 
 def check_token_ids(dataset, vocab_size):
-    """The first batches' token ids must fit the model's vocabulary (a mismatched vocab_file)."""
-    for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
+    """The first batches' token ids must fit the model's vocabulary (a mismatched vocab_file).
+
+    Read by an iterator of its own: a `take` node would give the dataset a
+    second consumer beside the training stream, which MindSpore refuses.
+    """
+    batches = dataset.create_dict_iterator(num_epochs=1, output_numpy=True)
+    for batch in itertools.islice(batches, TOKEN_CHECK_BATCHES):
         largest = max(int(batch["input_ids"].max()), int(batch["masked_lm_ids"].max()))
         if largest >= vocab_size:
             raise ConfigError(f"data_dir: token id {largest} does not fit model.vocab_size {vocab_size}; "
@@ -65,13 +72,13 @@ def main(argv=None):
     rank, device_num = device.rank, device.group_size
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
-    if cfg.enable_data_sink and rank == 0:
-        print("note: this training loop feeds one step at a time from the host (no data sinking)")
+    steps_per_sink = data_sink_steps(cfg.enable_data_sink, cfg.data_sink_steps, ms.get_context("device_target"))
 
     dataset = create_bert_dataset(device_num, rank, cfg.do_shuffle, cfg.data_dir, cfg.schema_dir, cfg.batch_size,
                                   cfg.dataset_format, config.seq_length)
-    check_token_ids(dataset.take(TOKEN_CHECK_BATCHES), config.vocab_size)
-    plan = plan_training(cfg, dataset, device_num, rank)
+    check_token_ids(dataset, config.vocab_size)
+    plan = align_to_sinks(dataclasses.replace(plan_training(cfg, dataset, device_num, rank),
+                                              steps_per_sink=steps_per_sink))
     if rank == 0:
         check_writable(cfg.output_dir, "output_dir")
         if plan.checkpoint_dir:

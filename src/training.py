@@ -5,13 +5,22 @@ number of optimizer steps, and around it:
 
 * logs every `log_every_steps` steps in the model zoo's format plus learning
   rate, samples/s and ETA, and appends the same record to `metrics.jsonl`;
+* reads nothing from the device between those points: the train cell counts
+  overflowing steps itself and the logged learning rate is computed on the
+  host, so a device runs ahead without waiting for the host each step;
+* with data sinking (`steps_per_sink`), lets MindSpore feed the steps of a
+  sink from a device queue (`mindspore.data_sink`, Ascend and GPU); logs and
+  checkpoints then fall on sink boundaries;
 * saves a checkpoint every `save_checkpoint_steps` steps (atomically; the
   newest `save_checkpoint_num` are kept) holding everything needed to resume:
   weights, optimizer state, loss-scale state and the position in the data;
 * resumes from such a checkpoint: the data pipeline is replayed up to the
   saved position, so the resumed run sees the same batches in the same order;
 * stops with an error if the gradients stay non-finite at the smallest loss
-  scale, keeping the last good checkpoint.
+  scale, keeping the last good checkpoint. The rule is checked where the host
+  reads (log and checkpoint steps), so it fires up to `log_every_steps` - 1
+  steps after the streak reaches `max_overflow_steps_at_floor`, and not at all
+  if a finite step ended the streak before that read.
 
 Only rank 0 writes metrics and checkpoints; every rank logs.
 """
@@ -23,11 +32,14 @@ import math
 import os
 import time
 
+import functools
+
 import mindspore as ms
 import numpy as np
 
 from src.checkpoint import read_checkpoint, save_checkpoint_atomic
 from src.errors import UserError
+from src.optimizers import BertLearningRate
 
 CHECKPOINT_PREFIX = "checkpoint_bert"
 METRICS_FILE = "metrics.jsonl"
@@ -36,8 +48,8 @@ METRICS_FILE = "metrics.jsonl"
 STATE_KEYS = ("trained_steps", "micro_batches_done")
 # Names of the encoder's parameters in every task model (heads have other prefixes).
 ENCODER_PREFIX = "bert."
-# The dynamic loss scale never goes below this (MindSpore's update cell floor).
-MIN_LOSS_SCALE = 1.0
+# Targets where MindSpore sinks data (mindspore.data_sink raises on others).
+SINK_TARGETS = ("Ascend", "GPU")
 
 
 class TrainingError(UserError):
@@ -58,6 +70,7 @@ class TrainingPlan:
     output_dir: str                # metrics.jsonl goes here; "" disables it
     max_overflow_steps_at_floor: int
     is_main_rank: bool = True
+    steps_per_sink: int = 0        # data sinking: optimizer steps per sink (see align_to_sinks); 0: none
 
 
 def checkpoint_paths(checkpoint_dir):
@@ -82,11 +95,27 @@ def save_training_checkpoint(train_cell, plan, global_step, micro_batches_done):
 
 
 def learning_rate(optimizer, step):
-    """The optimizer's learning rate at `step` (a float), for logging."""
+    """The optimizer's learning rate at `step` (a float), for logging.
+
+    A `BertLearningRate` is evaluated on the host from its attributes: running
+    the schedule Cell would compile a second graph and run it on the device at
+    every log line. Otherwise the rate is constant.
+    """
     lr = optimizer.learning_rate
-    if isinstance(lr, ms.nn.learning_rate_schedule.LearningRateSchedule):
-        return float(lr(ms.Tensor(step, ms.int32)).asnumpy())
+    if isinstance(lr, BertLearningRate):
+        return bert_learning_rate_at(lr, step)
     return float(np.asarray(lr.asnumpy()).reshape(-1)[0])
+
+
+def bert_learning_rate_at(schedule, step):
+    """`BertLearningRate.construct` in float32 NumPy, from the schedule's own attributes (its formula and
+    argument checks live there; tests/test_pretraining.py holds the two equal)."""
+    step, decay_steps = np.float32(step), np.float32(schedule.decay_steps)
+    if step < schedule.warmup_steps:
+        return float(np.float32(schedule.learning_rate) * step / np.float32(schedule.warmup_steps))
+    remaining = np.float32(1.0) - min(step, decay_steps) / decay_steps
+    return float(np.float32(schedule.learning_rate - schedule.end_learning_rate)
+                 * remaining ** np.float32(schedule.power) + np.float32(schedule.end_learning_rate))
 
 
 def format_duration(seconds):
@@ -132,62 +161,126 @@ def train(train_cell, dataset, plan, start=None):
     """Run `train_cell` on `dataset` until `plan.total_steps` optimizer steps are done.
 
     Args:
-        train_cell (nn.Cell): returns (loss, overflow, scale) per micro-batch.
+        train_cell (BertTrainOneStepCell): returns (loss, overflow, scale) per micro-batch.
         dataset: a batched `mindspore.dataset` whose columns are the cell's inputs.
-        plan (TrainingPlan): length, logging and checkpointing.
+        plan (TrainingPlan): length, logging, checkpointing and sinking.
         start (dict): `trained_steps` and `micro_batches_done` of a resumed checkpoint.
     Returns:
         (global_step, path of the last checkpoint written or None).
     """
     global_step = start["trained_steps"] if start else 0
     micro_done = start["micro_batches_done"] if start else 0
-    micro_total = plan.total_steps * plan.micro_batches_per_step
-    batches = epoch_batches(dataset, math.ceil(micro_total / dataset.get_dataset_size()))
-    for _ in range(micro_done):  # replay the pipeline to the saved position (same shuffles)
-        next(batches)
+    steps_per_call = plan.steps_per_sink or 1
+    run_steps = step_runner(train_cell, dataset, plan, micro_done)
 
     train_cell.set_train(True)
     log, last_checkpoint = _Log(plan, global_step), None
-    overflows_at_floor = 0
     window_start, window_steps = time.time(), 0
     try:
         while global_step < plan.total_steps:
-            for _ in range(plan.micro_batches_per_step):
-                loss, overflow, scale = train_cell(*next(batches))
-                micro_done += 1
-            global_step += 1
-            window_steps += 1
-            overflow, scale = bool(overflow.asnumpy()), float(scale.asnumpy())
-            overflows_at_floor = overflows_at_floor + 1 if overflow and scale <= MIN_LOSS_SCALE else 0
-            if overflows_at_floor >= plan.max_overflow_steps_at_floor:
-                raise TrainingError(f"gradients were not finite for {overflows_at_floor} consecutive steps at the "
-                                    f"minimum loss scale (step {global_step}); last good checkpoint: "
-                                    f"{last_checkpoint or 'none written'}")
-            if global_step % plan.log_every_steps == 0 or global_step == plan.total_steps:
-                elapsed = time.time() - window_start
-                rate = window_steps * plan.micro_batches_per_step * plan.samples_per_micro_batch / elapsed
-                seconds_per_step = elapsed / window_steps
-                # The schedule follows the optimizer's own counter, which skipped steps do not advance.
-                optimizer_step = int(train_cell.optimizer.global_step.asnumpy().reshape(-1)[0]) - 1
-                log.step({"step": global_step, "loss": float(loss.asnumpy()), "overflow": overflow,
-                          "loss_scale": scale, "lr": learning_rate(train_cell.optimizer, max(optimizer_step, 0)),
-                          "samples_per_s": rate, "eta_s": seconds_per_step * (plan.total_steps - global_step),
-                          "time": time.time()})
+            outputs = run_steps()
+            global_step += steps_per_call
+            micro_done += steps_per_call * plan.micro_batches_per_step
+            window_steps += steps_per_call
+            logs = global_step % plan.log_every_steps == 0 or global_step == plan.total_steps
+            saves = plan.checkpoint_dir and (global_step == plan.total_steps or (
+                plan.save_checkpoint_steps and global_step % plan.save_checkpoint_steps == 0))
+            if not (logs or saves):
+                continue  # nothing is read from the device between these points: it runs ahead
+            # The same read points on every rank (whether or not it saves), so all ranks stop together.
+            check_overflow_streak(train_cell, plan, global_step, last_checkpoint)
+            if logs:
+                log.step(step_record(train_cell, plan, global_step, outputs, window_start, window_steps))
                 window_start, window_steps = time.time(), 0
-            if plan.checkpoint_dir and plan.is_main_rank and (
-                    (plan.save_checkpoint_steps and global_step % plan.save_checkpoint_steps == 0)
-                    or global_step == plan.total_steps):
+            if saves and plan.is_main_rank:
                 last_checkpoint = save_training_checkpoint(train_cell, plan, global_step, micro_done)
     finally:
         log.close()
     return global_step, last_checkpoint
 
 
-def epoch_batches(dataset, epochs):
-    """All batches of `epochs` passes, as one stream (MindSpore's iterator stops at each epoch end)."""
-    iterator = dataset.create_tuple_iterator(num_epochs=epochs)
-    for _ in range(epochs):
-        yield from iterator
+def check_overflow_streak(train_cell, plan, global_step, last_checkpoint):
+    """Stop the run once the cell has counted `max_overflow_steps_at_floor` consecutive steps whose
+    gradients were not finite at the minimum loss scale: a smaller scale cannot help them."""
+    streak = int(train_cell.overflow_steps_at_floor.asnumpy())
+    if streak >= plan.max_overflow_steps_at_floor:
+        raise TrainingError(f"gradients were not finite for {streak} consecutive steps at the minimum loss scale "
+                            f"(step {global_step}); last good checkpoint: {last_checkpoint or 'none written'}")
+
+
+def step_record(train_cell, plan, global_step, outputs, window_start, window_steps):
+    """The log record of `global_step` from the cell's last outputs; speed over the steps since `window_start`."""
+    loss, overflow, scale = (output.asnumpy() for output in outputs)  # waits for the device
+    elapsed = time.time() - window_start
+    # The schedule follows the optimizer's own counter, which skipped steps do not advance.
+    optimizer_step = int(train_cell.optimizer.global_step.asnumpy().reshape(-1)[0]) - 1
+    return {"step": global_step, "loss": float(loss), "overflow": bool(overflow), "loss_scale": float(scale),
+            "lr": learning_rate(train_cell.optimizer, max(optimizer_step, 0)),
+            "samples_per_s": window_steps * plan.micro_batches_per_step * plan.samples_per_micro_batch / elapsed,
+            "eta_s": elapsed / window_steps * (plan.total_steps - global_step), "time": time.time()}
+
+
+def step_runner(train_cell, dataset, plan, micro_done):
+    """A function that runs the next optimizer step (or sink of `plan.steps_per_sink` steps) and returns
+    the cell's outputs of its last micro-batch.
+
+    The data is one stream over all the epochs the run needs, started at
+    micro-batch `micro_done`: `skip` replays the pipeline up to there, so a
+    resumed run sees the same shuffles (a stream of repeats yields the same
+    batches as iterating epoch by epoch). MindSpore sinks it to the device on
+    Ascend and GPU; elsewhere, and without sinking, the host feeds each batch.
+    """
+    micro_total = plan.total_steps * plan.micro_batches_per_step
+    stream = dataset.repeat(math.ceil(micro_total / dataset.get_dataset_size())).skip(micro_done)
+    sink = host_sink
+    if plan.steps_per_sink and ms.get_context("device_target") in SINK_TARGETS:
+        # One compiled graph takes the batch from the device queue and runs the step.
+        sink = functools.partial(ms.data_sink, jit_config=ms.JitConfig())
+    return sink(train_cell, stream, sink_size=(plan.steps_per_sink or 1) * plan.micro_batches_per_step)
+
+
+def host_sink(fn, dataset, sink_size=1):
+    """`mindspore.data_sink` fed from the host: each call runs `fn` on the next `sink_size` batches of
+    `dataset` and returns its last outputs."""
+    batches = dataset.create_tuple_iterator(num_epochs=1)
+
+    def run():
+        for _ in range(sink_size):
+            outputs = fn(*next(batches))
+        return outputs
+    return run
+
+
+def data_sink_steps(enable_data_sink, steps, device_target):
+    """Optimizer steps per sink (0: no sinking) for the job's `enable_data_sink` and `data_sink_steps`.
+
+    `auto` sinks where MindSpore can (SINK_TARGETS); `true` elsewhere (CPU)
+    keeps the sink boundaries while the host feeds the batches.
+    """
+    choice = {"auto": device_target in SINK_TARGETS, "true": True, "false": False}.get(str(enable_data_sink).lower())
+    if choice is None:
+        raise TrainingError(f"enable_data_sink: expected auto, true or false, got {enable_data_sink!r}")
+    return steps if choice else 0
+
+
+def align_to_sinks(plan):
+    """With sinking, the host acts between sinks only: the run's length is rounded down and the log and
+    checkpoint intervals up to whole sinks (a note says so), as the zoo trains train_steps // data_sink_steps
+    sinks."""
+    sink = plan.steps_per_sink
+    if not sink:
+        return plan
+    if plan.total_steps < sink:
+        raise TrainingError(f"data_sink_steps ({sink}) exceeds the run's {plan.total_steps} steps; "
+                            "lower --data_sink_steps or train longer")
+    aligned = {"total_steps": plan.total_steps // sink * sink,
+               "log_every_steps": math.ceil(plan.log_every_steps / sink) * sink,
+               "save_checkpoint_steps": math.ceil(plan.save_checkpoint_steps / sink) * sink}
+    for key, value in aligned.items():
+        if value != getattr(plan, key) and plan.is_main_rank:
+            print(f"note: {key} {getattr(plan, key)} -> {value}: a whole number of sinks of "
+                  f"data_sink_steps={sink} steps")
+    return dataclasses.replace(plan, **aligned)
 
 
 def read_training_state(path):
@@ -223,7 +316,7 @@ def check_writable(directory, what):
 def check_training_config(cfg):
     """Counts that must be positive, checked before any data is read."""
     for key in ("batch_size", "accumulation_steps", "save_checkpoint_num", "log_every_steps", "epoch_size",
-                "max_overflow_steps_at_floor"):
+                "max_overflow_steps_at_floor", "data_sink_steps"):
         if getattr(cfg, key) < 1:
             raise TrainingError(f"{key} must be at least 1, got {getattr(cfg, key)}")
     if cfg.save_checkpoint_steps < 0:

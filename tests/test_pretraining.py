@@ -9,7 +9,8 @@ from mindspore import amp, nn
 
 from src.bert_for_pre_training import (ALL_FINITE, INF_NAN, BertNetworkWithLoss, BertPreTraining,
                                        BertTrainOneStepCell, overflow_check_for)
-from src.training import TrainingError, TrainingPlan, train
+from src.optimizers import BertLearningRate
+from src.training import TrainingError, TrainingPlan, learning_rate, train
 from tests.helpers import randomize_parameters, tiny_config
 from tests.numpy_bert import bert_forward, gelu, layer_norm
 
@@ -198,23 +199,23 @@ def test_overflowing_steps_at_the_minimum_scale_are_counted_on_the_device():
     assert counts == [(4.0, 0), (2.0, 0), (1.0, 1), (1.0, 2), (1.0, 0), (1.0, 1)]
 
 
-class _AlwaysOverflowing(nn.Cell):
-    """A stand-in train cell whose gradients are never finite, at loss scale 1."""
-
-    def __init__(self):
-        super().__init__()
-        self.optimizer = nn.Momentum([ms.Parameter(ms.Tensor(np.zeros(1, np.float32)), name="w")], 0.1, 0.9)
-
-    def construct(self, x):
-        return x.sum() * np.nan, ms.Tensor(True), ms.Tensor(1.0, ms.float32)
-
-
-def test_persistent_non_finite_gradients_stop_the_run():
+def test_persistent_non_finite_gradients_stop_the_run_at_a_read_point():
+    """The streak reaches 5 at step 5; the host reads the cell's count at log steps (4, 8), so the run stops
+    at step 8."""
     import mindspore.dataset as ds
-    dataset = ds.NumpySlicesDataset({"x": np.ones((50, 2), np.float32)}, shuffle=False).batch(1)
+    dataset = ds.NumpySlicesDataset({"x": np.full((50, 3), np.nan, np.float32)}, shuffle=False).batch(1)
     plan = TrainingPlan(total_steps=50, micro_batches_per_step=1, samples_per_micro_batch=1, steps_per_epoch=50,
-                        log_every_steps=100, save_checkpoint_steps=0, save_checkpoint_num=1, checkpoint_dir="",
+                        log_every_steps=4, save_checkpoint_steps=0, save_checkpoint_num=1, checkpoint_dir="",
                         output_dir="", max_overflow_steps_at_floor=5)
-    with pytest.raises(TrainingError, match="not finite for 5 consecutive steps at the minimum loss scale "
-                                            r"\(step 5\); last good checkpoint: none written"):
-        train(_AlwaysOverflowing(), dataset, plan)
+    with pytest.raises(TrainingError, match="not finite for 8 consecutive steps at the minimum loss scale "
+                                            r"\(step 8\); last good checkpoint: none written"):
+        train(linear_train_cell(INF_NAN)[1], dataset, plan)
+
+
+@pytest.mark.parametrize("warmup_steps", [0, 4])
+def test_logged_learning_rate_equals_the_schedules_graph(warmup_steps):
+    schedule = BertLearningRate(1e-3, 1e-5, warmup_steps, decay_steps=10, power=2.0)
+    optimizer = nn.AdamWeightDecay([ms.Parameter(ms.Tensor(np.zeros(1, np.float32)), name="w")], schedule)
+    for step in (0, 1, 3, 4, 5, 9, 10, 12):
+        graph = float(schedule(ms.Tensor(step, ms.int32)).asnumpy())
+        assert learning_rate(optimizer, step) == pytest.approx(graph, rel=1e-6, abs=1e-12), step
