@@ -37,8 +37,8 @@ def test_bert_matches_numpy_reference():
 
 @pytest.mark.parametrize("use_relative_positions", [False, True])
 def test_training_kernels_match_inference_kernels(use_relative_positions):
-    """Dense and LayerNorm run other kernels in training mode (faster gradients) than in inference
-    mode (faster forward): with dropout off, outputs and gradients must agree, and the training
+    """On CPU Dense and LayerNorm run other kernels in training mode than in inference mode
+    (src.kernel_forms): with dropout off, outputs and gradients must agree, and the training
     mode must also match the NumPy reference."""
     config = tiny_config(use_relative_positions=use_relative_positions)
     net = BertModel(config, is_training=False)   # dropout probabilities 0 in both modes
