@@ -28,7 +28,7 @@ from mindspore import nn, ops
 from src.bert_for_pre_training import BertPreTraining, masked_lm_nll
 from src.checkpoint import load_params_into, read_checkpoint
 from src.config import ConfigError, bert_config, load_config
-from src.dataset import PRETRAIN_COLUMNS, DatasetError, create_dataset
+from src.dataset import PRETRAIN_COLUMNS, DatasetError, create_dataset, fixed_shapes, pad_rows
 from src.device import init_device
 from src.errors import exit_on_user_error
 
@@ -45,9 +45,10 @@ class PretrainingMetrics(nn.Cell):
     Inputs:
         the seven pretraining columns, as `BertNetworkWithLoss` takes them.
     Outputs:
-        float32 scalars: MLM correct, MLM weight, MLM NLL, NSP correct, and MLM
-        correct and weight at the replaced positions (all weighted by
-        `masked_lm_weights`).
+        float32 [B, 6], per sequence: MLM correct, MLM weight, MLM NLL, NSP
+        correct, and MLM correct and weight at the replaced positions (the MLM
+        figures weighted by `masked_lm_weights`). Per sequence, so that the
+        padding rows of a padded last batch can be left out of the sums.
     """
 
     def __init__(self, config):
@@ -64,20 +65,32 @@ class PretrainingMetrics(nn.Cell):
         nsp_correct = (ops.argmax(nsp_log_probs, dim=-1) == next_sentence_labels.reshape(-1)).astype(ms.float32)
         inputs = ops.gather_elements(input_ids, 1, masked_lm_positions).reshape(-1)  # [B * P]
         replaced = weights * (inputs != labels).astype(ms.float32)
-        return ((correct * weights).sum(), weights.sum(), (nll * weights).sum(), nsp_correct.sum(),
-                (correct * replaced).sum(), replaced.sum())
+        rows = input_ids.shape[0]
+        per_position = ops.stack([correct * weights, weights, nll * weights, correct * replaced, replaced])
+        mlm = per_position.reshape(5, rows, -1).sum(-1)                              # [5, B]
+        return ops.stack([mlm[0], mlm[1], mlm[2], nsp_correct, mlm[3], mlm[4]], axis=1)  # [B, 6]
 
 
-def evaluate(metrics_net, dataset):
-    """Run over `dataset`; returns the metrics dict."""
+def evaluate(metrics_net, dataset, pad_last_batch=None):
+    """Run over `dataset`; returns the metrics dict.
+
+    With `pad_last_batch` (by default where `fixed_shapes` says so for MindSpore's
+    target: Ascend), a last, smaller batch runs padded to the batch size and its
+    padding rows are left out, so the compiled network sees one shape.
+    """
+    if pad_last_batch is None:
+        pad_last_batch = fixed_shapes(ms.get_context("device_target"))
+    batch_size = dataset.get_batch_size()
     sums = np.zeros(6)
     label_counts, sequences, random_next = collections.Counter(), 0, 0
-    for batch in dataset.create_tuple_iterator(num_epochs=1):
-        sums += [float(value.asnumpy()) for value in metrics_net(*batch)]
-        labels, weights = batch[5].asnumpy().ravel(), batch[6].asnumpy().ravel()
+    for batch in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        inputs, real_rows = pad_rows(batch, batch_size) if pad_last_batch else (batch, len(batch[0]))
+        per_row = metrics_net(*[ms.Tensor(column) for column in inputs]).asnumpy()   # [B, 6]
+        sums += per_row[:real_rows].astype(np.float64).sum(0)
+        labels, weights = batch[5].ravel(), batch[6].ravel()
         label_counts.update(labels[weights > 0].tolist())
         sequences += batch[0].shape[0]
-        random_next += int(batch[3].asnumpy().sum())
+        random_next += int(batch[3].sum())
     correct, weight, nll, nsp_correct, replaced_correct, replaced = sums
     if weight == 0:
         raise DatasetError("data_dir: the evaluation data has no masked positions")

@@ -10,6 +10,12 @@ reads whole files and every row is read exactly once. Otherwise rows are split
 (`shard_equal_rows`) so that every device gets the same number of rows, which
 repeats up to `device_num - 1` rows: unequal shards would leave one device
 waiting for the others at the end of an epoch.
+
+Shapes: every new input shape is another graph compilation, which on Ascend
+costs far more than on CPU or GPU. Where `fixed_shapes` says so (Ascend),
+`bucket_list` is ignored (every batch is padded to seq_length) and the
+evaluation loops pad the last, partial batch to the batch size (`pad_rows`),
+dropping the padding rows' results, so one graph serves every batch.
 """
 
 import bisect
@@ -34,6 +40,8 @@ SQUAD_EVAL_COLUMNS = ("input_ids", "input_mask", "segment_ids", "unique_ids")
 EXTENSIONS = {"tfrecord": (".tfrecord", ".tf_record", ".record"), "mindrecord": (".mindrecord",)}
 # Parallel map workers: a few, never more than the machine has.
 DEFAULT_PARALLEL_WORKERS = min(4, os.cpu_count() or 1)
+# Targets where each new input shape costs a slow graph compilation: batches keep one shape there.
+FIXED_SHAPE_TARGETS = ("Ascend",)
 
 
 class DatasetError(UserError):
@@ -73,19 +81,23 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
         dataset_format (str): "tfrecord" or "mindrecord".
         seq_length (int): if given, `input_ids` must have this length (the model's `seq_length`).
         drop_remainder (bool): drop a last, smaller batch (training) or keep it (evaluation).
-        bucket_list (sequence of int): if given, batch by length (see `bucket_by_length`).
+        bucket_list (sequence of int): if given, batch by length (see `bucket_by_length`);
+            ignored, with a note, where MindSpore's target wants fixed shapes (`fixed_shapes`).
     Returns:
         mindspore.dataset.Dataset yielding `columns`, int32 except float columns.
     """
     files = data_files(data_dir, dataset_format)
     first_row = read_first_row(files[0], columns, dataset_format)
     lengths = {column: int(values.size) for column, values in first_row.items()}
-    if schema_dir:
-        check_schema(schema_dir, columns, lengths, files[0])
+    num_rows = check_schema(schema_dir, columns, lengths, files[0]) if schema_dir else None
+    if num_rows:
+        print(f"{schema_dir}: numRows {num_rows}: at most {num_rows} rows are read"
+              + (" per reader" if device_num > 1 else ""))
     if seq_length is not None and "input_ids" in lengths and lengths["input_ids"] != seq_length:
         raise DatasetError(f"{files[0]}: input_ids has length {lengths['input_ids']}, but the model's "
                            f"seq_length is {seq_length}; regenerate the data or set model.seq_length")
-    sharding = dict(num_shards=device_num, shard_id=rank) if device_num > 1 else {}
+    # num_samples (numRows) counts the rows of each reader, as MindSpore's readers do with a schema.
+    reading = dict(num_samples=num_rows, **(dict(num_shards=device_num, shard_id=rank) if device_num > 1 else {}))
     if dataset_format == "tfrecord":
         # The reader itself turns the files' int64 values into the model's int32 when its schema says
         # int32: about 3x the batches/s of a TypeCast map per column, and no map threads competing
@@ -95,9 +107,9 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
             schema.add_column(column, de_type=ms.int32 if first_row[column].dtype.kind in "iu" else ms.float32,
                               shape=[lengths[column]])
         dataset = ds.TFRecordDataset(files, schema=schema, shuffle=ds.Shuffle.GLOBAL if do_shuffle else False,
-                                     shard_equal_rows=len(files) % device_num != 0, **sharding)
+                                     shard_equal_rows=len(files) % device_num != 0, **reading)
     else:
-        dataset = ds.MindDataset(files, columns_list=list(columns), shuffle=do_shuffle, **sharding)
+        dataset = ds.MindDataset(files, columns_list=list(columns), shuffle=do_shuffle, **reading)
         to_int32 = transforms.TypeCast(ms.int32)
         for column in columns:
             if first_row[column].dtype.kind in "iu":  # int64 on disk -> int32 for the model
@@ -105,9 +117,39 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
                                       num_parallel_workers=num_parallel_workers)
     if dataset.get_dataset_size() == 0:
         raise DatasetError(f"data_dir {data_dir}: no rows for reader {rank} of {device_num}")
-    if bucket_list:
+    if bucket_list and fixed_shapes(ms.get_context("device_target")):
+        print(f"note: bucket_list {list(bucket_list)} ignored on {ms.get_context('device_target')}: every batch "
+              f"is padded to seq_length {lengths['input_ids']}, so one compiled graph serves them all")
+    elif bucket_list:
         return bucket_by_length(dataset, lengths, bucket_list, batch_size, drop_remainder)
     return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def fixed_shapes(device_target):
+    """Whether batches should keep one shape on `device_target`: on Ascend, where every new input
+    shape is another graph compilation (far slower than on CPU or GPU). CPU and GPU keep length
+    buckets and a smaller last evaluation batch."""
+    return device_target in FIXED_SHAPE_TARGETS
+
+
+def pad_rows(columns, batch_size):
+    """A batch of fewer than `batch_size` rows topped up with copies of its last row.
+
+    The copies are real inputs (an all-padding row could make a model or a CRF
+    decode meet values it never sees in training); their results are dropped
+    by the caller, who keeps the first `real_rows`.
+
+    Args:
+        columns (list of np.ndarray): the batch's columns, each [R, ...] with R <= batch_size.
+        batch_size (int): rows wanted.
+    Returns:
+        (list of np.ndarray each [batch_size, ...], real_rows R)
+    """
+    real_rows = len(columns[0])
+    extra = batch_size - real_rows
+    padded = [np.concatenate([column, np.repeat(column[-1:], extra, axis=0)]) if extra > 0 else column
+              for column in columns]
+    return padded, real_rows
 
 
 def bucket_lengths(bucket_list, seq_length):
@@ -169,13 +211,21 @@ def read_first_row(path, columns, dataset_format):
 
 
 def check_schema(schema_path, columns, lengths, data_path):
-    """The schema file must list `columns` with the lengths the data files have."""
+    """The schema file must list `columns` with the lengths the data files have.
+
+    Returns its `numRows` (None when absent or 0): like the model zoo, which hands
+    the schema to MindSpore's reader, at most that many rows are read.
+    """
     try:
         with open(schema_path, encoding="utf-8") as f:
-            schema_columns = json.load(f)["columns"]
+            schema = json.load(f)
+        schema_columns = schema["columns"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DatasetError(f"schema_dir {schema_path}: not a readable schema JSON with 'columns' "
                            f"({type(error).__name__})") from None
+    num_rows = schema.get("numRows")
+    if num_rows is not None and (type(num_rows) is not int or num_rows < 0):
+        raise DatasetError(f"{schema_path}: numRows must be a whole number of rows >= 0 (0: all), got {num_rows!r}")
     for column in columns:
         if column not in schema_columns:
             raise DatasetError(f"{schema_path}: no column {column}")
@@ -183,6 +233,7 @@ def check_schema(schema_path, columns, lengths, data_path):
         if [lengths[column]] != list(shape):
             raise DatasetError(f"{schema_path}: column {column} has shape {shape}, but {data_path} "
                                f"holds {lengths[column]} values")
+    return num_rows or None
 
 
 def create_bert_dataset(device_num=1, rank=0, do_shuffle=True, data_dir=None, schema_dir="", batch_size=32,

@@ -23,7 +23,7 @@ import yaml
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint, save_checkpoint_atomic
 from src.checkpoint import write_text_atomic
 from src.config import ConfigError
-from src.dataset import create_dataset
+from src.dataset import create_dataset, fixed_shapes, pad_rows
 from src.device import init_device, job_target
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
@@ -131,15 +131,26 @@ def load_task_model(model, path):
     return model
 
 
-def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segment_ids")):
-    """Run `predictor` over `dataset`; returns ({column: all rows}, [output arrays, all rows])."""
+def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segment_ids"), pad_last_batch=None):
+    """Run `predictor` over `dataset`; returns ({column: all rows}, [output arrays, all rows]).
+
+    With `pad_last_batch` (by default where `fixed_shapes` says so for MindSpore's
+    target: Ascend), a last, smaller batch runs padded to the dataset's batch size
+    and only its real rows' outputs are kept, so the compiled predictor sees one shape.
+    """
+    if pad_last_batch is None:
+        pad_last_batch = fixed_shapes(ms.get_context("device_target"))
+    batch_size = dataset.get_batch_size()
     columns, outputs = {}, []
     for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
-        result = predictor(*[ms.Tensor(batch[name]) for name in input_columns])
+        inputs, real_rows = [batch[name] for name in input_columns], len(batch[input_columns[0]])
+        if pad_last_batch:
+            inputs, real_rows = pad_rows(inputs, batch_size)
+        result = predictor(*[ms.Tensor(values) for values in inputs])
         result = result if isinstance(result, tuple) else (result,)
         for name, values in batch.items():
             columns.setdefault(name, []).append(values)
-        outputs.append([value.asnumpy() for value in result])
+        outputs.append([value.asnumpy()[:real_rows] for value in result])
     if not outputs:
         raise ConfigError("eval_data_file_path: no rows to evaluate")
     return ({name: np.concatenate(values) for name, values in columns.items()},

@@ -6,12 +6,31 @@ Google BERT: the learning rate warms up linearly and then decays polynomially
 (`BertLearningRate`), and LayerNorm parameters and biases get no weight decay
 (`apply_decay`).
 
-MindSpore's `nn.Lamb` has no CPU kernel, so on CPU Lamb is `ComposedLamb`,
-the same update written with elementwise operators.
+MindSpore 2.10 marks `nn.Lamb`, `nn.AdamWeightDecay` and `nn.Momentum`
+deprecated ("will be removed after version 2.9.0"). What is used instead, per
+optimizer, with the step times measured on a 2-core x86 CPU (MindSpore 2.10,
+graph mode, the `small` preset's 8.9M parameters, optimizer step alone,
+median of 30 alternated calls):
+
+  AdamWeightDecay  `AdamWeightDecay` below, on every target: our class over
+                   the public fused `ops.AdamWeightDecay` kernel, which
+                   `nn.AdamWeightDecay` also runs (36.7 ms vs its 32.2 ms,
+                   under 0.5% of a ~1 s train step). The same update written
+                   with elementwise operators took 63.2 ms.
+  Lamb             `ComposedLamb` on CPU, where `nn.Lamb` has no kernel
+                   (149.9 ms: 4.7x the fused AdamWeightDecay, ~12% of the
+                   step); `nn.Lamb`'s fused kernel on Ascend and GPU, where
+                   the composed form could not be timed here and would add
+                   a dozen elementwise passes per parameter. This is why
+                   requirements.txt pins mindspore==2.10.0.
+  Momentum         `nn.SGD` with momentum (not deprecated): the same update.
 """
 
 import mindspore as ms
 from mindspore import nn, ops
+
+# Row-first sums of squares: MindSpore's CPU full reduction is several times slower (see its docstring).
+from src.bert_for_pre_training import _sum_of_squares
 
 OPTIMIZERS = ("Lamb", "AdamWeightDecay", "Momentum")
 DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
@@ -19,6 +38,8 @@ DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
 LAMB_KERNEL_DEVICES = ("Ascend", "GPU")
 # Lowercased name fragments of the parameters that get no weight decay.
 NO_DECAY_NAME_PARTS = ("layernorm", "bias")
+# A section's `decay_steps` with this value decays over the run's total steps.
+RUN_STEPS = -1
 
 
 class BertLearningRate(nn.learning_rate_schedule.LearningRateSchedule):
@@ -90,7 +111,16 @@ def apply_decay(param_name):
     return not any(part in name for part in NO_DECAY_NAME_PARTS)
 
 
+_adam_weight_decay_update = ops.MultitypeFuncGraph("adam_weight_decay_update")
 _lamb_update = ops.MultitypeFuncGraph("lamb_update")
+
+
+@_adam_weight_decay_update.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                                    "Tensor", "Tensor", "Bool")
+def _adam_weight_decay_update_param(kernel, beta1, beta2, eps, lr, weight_decay, param, m, v, gradient,
+                                    decay_flag):
+    """One AdamWeightDecay step of one parameter (its moments `m`, `v` too) by the fused kernel."""
+    return kernel(param, m, v, lr, beta1, beta2, eps, weight_decay if decay_flag else 0.0, gradient)
 
 
 @_lamb_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
@@ -105,8 +135,8 @@ def _lamb_update_param(beta1, beta2, eps, bias_correction1, bias_correction2, lr
         update = update + weight_decay * param
     # Layer-wise trust ratio ||w|| / ||update||; 1 where either norm is 0
     # (e.g. a bias initialised to zeros), as in nn.Lamb's kernels.
-    param_norm = ops.norm(param)
-    update_norm = ops.norm(update)
+    param_norm = ops.sqrt(_sum_of_squares(param))
+    update_norm = ops.sqrt(_sum_of_squares(update))
     both_positive = ops.logical_and(param_norm > 0, update_norm > 0)
     trust_ratio = ops.select(both_positive, param_norm / update_norm, ops.ones_like(param_norm))
     next_param = param - lr * trust_ratio * update
@@ -115,18 +145,107 @@ def _lamb_update_param(beta1, beta2, eps, bias_correction1, bias_correction2, lr
     return ops.assign(param, next_param)
 
 
-class ComposedLamb(nn.Optimizer):
+class _AdamMoments(nn.Optimizer):
+    """What AdamWeightDecay and ComposedLamb share: Adam's two moments, their settings, one step's values.
+
+    Args:
+        params, learning_rate, weight_decay: as for `nn.Optimizer`.
+        beta1 (float): decay rate of the first moment, in (0, 1).
+        beta2 (float): decay rate of the second moment, in (0, 1).
+        eps (float): added to the denominator, > 0.
+        state_prefix (str): the moments are named `<state_prefix>_m.<param>` and
+            `<state_prefix>_v.<param>`, as in MindSpore's class of the same update,
+            so optimizer checkpoints of either load into the other.
+    """
+
+    def __init__(self, params, learning_rate, beta1, beta2, eps, weight_decay, state_prefix):
+        super().__init__(learning_rate, params, weight_decay)
+        for name, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 < beta < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {beta}")
+        if eps <= 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        self.beta1 = ms.Tensor(beta1, ms.float32)
+        self.beta2 = ms.Tensor(beta2, ms.float32)
+        self.eps = ms.Tensor(eps, ms.float32)
+        self.moments1 = self._parameters.clone(prefix=f"{state_prefix}_m", init="zeros")
+        self.moments2 = self._parameters.clone(prefix=f"{state_prefix}_v", init="zeros")
+
+    def next_step(self):
+        """Advance the step count; returns (learning rates, weight decays), one of each per parameter.
+
+        The learning rate is read at the step count before this step, as in
+        every MindSpore optimizer. `hyper_map` wants one value per parameter
+        where groups may differ, so values all parameters share are repeated.
+        """
+        lr = self.get_lr()
+        weight_decay = self.get_weight_decay()
+        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        if not self.is_group_lr:
+            lr = (lr,) * self.param_length
+        if not self.is_group:
+            weight_decay = (weight_decay,) * self.param_length
+        return lr, weight_decay
+
+
+class AdamWeightDecay(_AdamMoments):
+    """Google BERT's AdamWeightDecay, by MindSpore's fused `ops.AdamWeightDecay` kernel on every target.
+
+    The update of the deprecated `nn.AdamWeightDecay` (which runs the same
+    kernel) and of Google BERT's `AdamWeightDecayOptimizer`: Adam *without*
+    bias correction of the moments, weight decay added to the update rather
+    than to the loss:
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        w = w - lr * (m / (sqrt(v) + eps) + weight_decay * w)
+
+    torch's `AdamW` corrects the moments' bias, so its early steps are several
+    times smaller at the same learning rate: learning rates do not port
+    between the two unchanged. Takes the arguments of `nn.AdamWeightDecay`
+    (parameter groups with their own `weight_decay` or `lr` included) and
+    names its state like it (`adam_m.<param>`, `adam_v.<param>`, `global_step`).
+
+    Args:
+        params (list[Parameter] | list[dict]): parameters or parameter groups,
+            as for `nn.Optimizer`.
+        learning_rate (float | Tensor | LearningRateSchedule): learning rate.
+        beta1, beta2 (float): decay rates of the moments, in (0, 1).
+        eps (float): added to the denominator, > 0.
+        weight_decay (float): decay of groups that set none; without groups it
+            applies to parameters whose names have neither 'beta' nor 'gamma'.
+
+    Inputs:
+        gradients (tuple[Tensor]): gradients of `params`, each of its parameter's shape.
+
+    Outputs:
+        tuple[Tensor]: per parameter, the kernel's updated (parameter, m, v).
+    """
+
+    def __init__(self, params, learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0):
+        super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay, state_prefix="adam")
+        self.kernel = ops.AdamWeightDecay()
+
+    def construct(self, gradients):
+        lr, weight_decay = self.next_step()
+        gradients = self.gradients_centralization(gradients)
+        return self.hyper_map(ops.partial(_adam_weight_decay_update, self.kernel, self.beta1, self.beta2, self.eps),
+                              lr, weight_decay, self._parameters, self.moments1, self.moments2,
+                              gradients, self.decay_flags)
+
+
+class ComposedLamb(_AdamMoments):
     """LAMB (You et al. 2019) written with elementwise operators, for devices without a Lamb kernel.
 
     MindSpore's `nn.Lamb` runs a fused Lamb kernel that exists only on Ascend
     and GPU; on CPU it fails with "Unsupported op [Lamb] on CPU".
-    `build_optimizer` uses this class on CPU and `nn.Lamb` elsewhere. It takes
-    the same arguments as `nn.Lamb` (including parameter groups with their own
-    `weight_decay` or `lr`), computes the same update, and names its state
-    like `nn.Lamb` (`lamb_m.<param>`, `lamb_v.<param>`, `global_step`), so
-    optimizer checkpoints look alike. With t the step count after this step
-    (1 on the first step) and lr read at the step count before it, as in
-    every MindSpore optimizer:
+    `build_optimizer` uses this class on CPU and `nn.Lamb` elsewhere (the
+    module docstring says why). It takes the arguments of `nn.Lamb`
+    (parameter groups with their own `weight_decay` or `lr` included),
+    computes the same update, and names its state like `nn.Lamb`
+    (`lamb_m.<param>`, `lamb_v.<param>`, `global_step`), so optimizer
+    checkpoints look alike. With t the step count after this step (1 on the
+    first step):
 
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g^2
@@ -137,8 +256,7 @@ class ComposedLamb(nn.Optimizer):
         params (list[Parameter] | list[dict]): parameters or parameter groups,
             as for `nn.Optimizer`.
         learning_rate (float | Tensor | LearningRateSchedule): learning rate.
-        beta1 (float): decay rate of the first moment, in (0, 1).
-        beta2 (float): decay rate of the second moment, in (0, 1).
+        beta1, beta2 (float): decay rates of the moments, in (0, 1).
         eps (float): added to the denominator, > 0.
         weight_decay (float): decay of groups that set none; without groups it
             applies to parameters whose names have neither 'beta' nor 'gamma'.
@@ -151,32 +269,15 @@ class ComposedLamb(nn.Optimizer):
     """
 
     def __init__(self, params, learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0):
-        super().__init__(learning_rate, params, weight_decay)
-        for name, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 < beta < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {beta}")
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}")
-        self.beta1 = ms.Tensor(beta1, ms.float32)
-        self.beta2 = ms.Tensor(beta2, ms.float32)
-        self.eps = ms.Tensor(eps, ms.float32)
-        self.moments1 = self._parameters.clone(prefix="lamb_m", init="zeros")
-        self.moments2 = self._parameters.clone(prefix="lamb_v", init="zeros")
+        super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay, state_prefix="lamb")
 
     def construct(self, gradients):
-        lr = self.get_lr()
-        weight_decay = self.get_weight_decay()
-        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        lr, weight_decay = self.next_step()
         gradients = self.gradients_centralization(gradients)
         # Bias corrections 1 - beta^t, computed once for all parameters.
         step = ops.cast(self.global_step, ms.float32).reshape(())
         bias_correction1 = 1.0 - ops.pow(self.beta1, step)
         bias_correction2 = 1.0 - ops.pow(self.beta2, step)
-        # hyper_map wants one value per parameter where groups may differ.
-        if not self.is_group_lr:
-            lr = (lr,) * self.param_length
-        if not self.is_group:
-            weight_decay = (weight_decay,) * self.param_length
         return self.hyper_map(ops.partial(_lamb_update, self.beta1, self.beta2, self.eps,
                                           bias_correction1, bias_correction2),
                               lr, weight_decay, self._parameters, self.moments1, self.moments2,
@@ -199,15 +300,27 @@ def parameter_groups(params, weight_decay):
     return groups + [{"order_params": params}]
 
 
-def build_optimizer(cfg, params, decay_steps, device_target, warmup_steps=None):
+def schedule_decay_steps(name, decay_steps, total_steps):
+    """The steps `name`'s learning rate decays over: its section's `decay_steps`, or the run's
+    `total_steps` when that is RUN_STEPS (-1). More than the run ends above `end_learning_rate`;
+    fewer holds `end_learning_rate` for the rest of the run."""
+    if decay_steps == RUN_STEPS:
+        return total_steps
+    if decay_steps < 1:
+        raise ValueError(f"{name}.decay_steps: expected a number of steps >= 1, or {RUN_STEPS} for the run's "
+                         f"{total_steps} steps, got {decay_steps}")
+    return decay_steps
+
+
+def build_optimizer(cfg, params, total_steps, device_target, warmup_steps=None):
     """The optimizer named by `cfg.optimizer`, with the settings of its config section.
 
     Args:
         cfg (Config): job config; `cfg.optimizer` is one of `OPTIMIZERS` and
             `getattr(cfg, cfg.optimizer)` holds that optimizer's settings.
         params (list[Parameter]): the trainable parameters, in network order.
-        decay_steps (int): steps over which the learning rate decays (Lamb and
-            AdamWeightDecay), usually the total number of training steps.
+        total_steps (int): the run's optimizer steps; the learning rate decays
+            over them unless the section sets `decay_steps`.
         device_target (str): "Ascend", "GPU" or "CPU"; picks `nn.Lamb` or `ComposedLamb`.
         warmup_steps (int): overrides the section's `warmup_steps` (fine-tuning
             derives it from `warmup_proportion` of the run's steps).
@@ -223,16 +336,17 @@ def build_optimizer(cfg, params, decay_steps, device_target, warmup_steps=None):
                          f"got {device_target!r}")
     settings = getattr(cfg, name)
     if name == "Momentum":
-        return nn.Momentum(params, learning_rate=settings.learning_rate, momentum=settings.momentum)
+        return nn.SGD(params, learning_rate=settings.learning_rate, momentum=settings.momentum)
     if warmup_steps is None:
         warmup_steps = settings.warmup_steps
-    if warmup_steps > decay_steps:
-        raise ValueError(f"{name}.warmup_steps ({warmup_steps}) exceeds the {decay_steps} training steps: "
+    if warmup_steps > total_steps:
+        raise ValueError(f"{name}.warmup_steps ({warmup_steps}) exceeds the {total_steps} training steps: "
                          f"the learning rate would never leave warmup; set --{name}.warmup_steps")
-    learning_rate = BertLearningRate(settings.learning_rate, settings.end_learning_rate,
-                                     warmup_steps, decay_steps, settings.power)
+    learning_rate = BertLearningRate(settings.learning_rate, settings.end_learning_rate, warmup_steps,
+                                     schedule_decay_steps(name, settings.decay_steps, total_steps), settings.power)
     groups = parameter_groups(params, settings.weight_decay)
-    if name == "AdamWeightDecay":
-        return nn.AdamWeightDecay(groups, learning_rate=learning_rate, eps=settings.eps)
-    lamb = nn.Lamb if device_target in LAMB_KERNEL_DEVICES else ComposedLamb
-    return lamb(groups, learning_rate=learning_rate, eps=settings.eps)
+    optimizer = AdamWeightDecay
+    if name == "Lamb":
+        optimizer = nn.Lamb if device_target in LAMB_KERNEL_DEVICES else ComposedLamb
+    return optimizer(groups, learning_rate=learning_rate, beta1=settings.beta1, beta2=settings.beta2,
+                     eps=settings.eps)

@@ -7,6 +7,7 @@ import pytest
 from helpers import randomize_parameters, tiny_config
 from src.bert_for_finetune import BertCLS, BertNER
 from src.bert_for_pre_training import BertTrainOneStepCell
+from src.optimizers import AdamWeightDecay
 from src.dataset import CLASSIFIER_COLUMNS, DatasetError, bucket_lengths, create_dataset
 from src.records import write_tfrecord
 
@@ -104,7 +105,7 @@ def test_bucketed_batches_give_the_losses_and_updates_of_the_padded_batches(head
         network = (BertCLS(config, True, NUM_LABELS) if head == "classifier"
                    else BertNER(config, True, NUM_LABELS, use_crf=head == "ner_crf"))
         randomize_parameters(network, seed=3, scale=0.1)
-        optimizer = ms.nn.AdamWeightDecay(network.trainable_params(), learning_rate=1e-2)
+        optimizer = AdamWeightDecay(network.trainable_params(), learning_rate=1e-2)
         cell = BertTrainOneStepCell(network, optimizer)
         losses = []
         for batch in steps:

@@ -106,3 +106,38 @@ def test_evaluation_keeps_the_last_partial_batch(two_files):
     dataset = create_classification_dataset(two_files, batch_size=7, do_shuffle=False, drop_remainder=False)
     assert sorted(labels_read(dataset)) == list(range(60))
     assert np.ceil(60 / 7) == dataset.get_dataset_size()
+
+
+def write_schema(path, num_rows):
+    columns = {name: {"type": "int64", "rank": 1, "shape": [1 if name == "label_ids" else SEQ]}
+               for name in CLASSIFIER_COLUMNS}
+    path.write_text(json.dumps({"datasetType": "TF", "numRows": num_rows, "columns": columns}))
+    return str(path)
+
+
+@pytest.mark.parametrize("device_num", [1, 2])
+def test_schema_num_rows_limits_the_rows_read(two_files, tmp_path, capsys, device_num):
+    schema = write_schema(tmp_path / "schema.json", 25)
+    read = [labels_read(create_dataset(two_files, CLASSIFIER_COLUMNS, 1, device_num, rank, schema_dir=schema))
+            for rank in range(device_num)]
+    # numRows counts each reader's rows, as in MindSpore's readers (and so the model zoo).
+    assert [len(labels) for labels in read] == [25] * device_num
+    assert len(set().union(*read)) == 25 * device_num and set().union(*read) <= set(range(60))
+    per_reader = " per reader" if device_num > 1 else ""
+    assert capsys.readouterr().out == f"{schema}: numRows 25: at most 25 rows are read{per_reader}\n" * device_num
+
+
+def test_schema_num_rows_zero_or_above_the_data_reads_everything(two_files, tmp_path, capsys):
+    for num_rows in (0, 1000):
+        schema = write_schema(tmp_path / f"schema{num_rows}.json", num_rows)
+        assert sorted(labels_read(create_dataset(two_files, CLASSIFIER_COLUMNS, 7, schema_dir=schema,
+                                                 drop_remainder=False))) == list(range(60))
+    assert capsys.readouterr().out.count("numRows") == 1  # 1000 is announced, 0 (no limit) is not
+
+
+@pytest.mark.parametrize("num_rows", [-1, 2.5, "10"])
+def test_bad_num_rows_are_refused(two_files, tmp_path, num_rows):
+    schema = write_schema(tmp_path / "schema.json", num_rows)
+    with pytest.raises(DatasetError, match=rf"schema.json: numRows must be a whole number of rows >= 0 \(0: all\), "
+                                           rf"got {num_rows!r}$"):
+        create_dataset(two_files, CLASSIFIER_COLUMNS, 4, schema_dir=schema)

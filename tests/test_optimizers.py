@@ -6,7 +6,7 @@ import pytest
 from mindspore import nn
 
 from src.config import Config
-from src.optimizers import BertLearningRate, ComposedLamb, apply_decay, build_optimizer
+from src.optimizers import AdamWeightDecay, BertLearningRate, ComposedLamb, apply_decay, build_optimizer
 
 # float32 optimizer steps against the float64 references.
 FP32_TOLERANCE = 1e-6
@@ -30,9 +30,11 @@ PARAM_SHAPES = {"dense.weight": (3, 4), "dense.bias": (4,), "layernorm.gamma": (
 OPTIMIZER_CONFIG = {
     "optimizer": "Lamb",
     "Lamb": {"learning_rate": 3.0e-4, "end_learning_rate": 0.0, "power": 2.0,
-             "warmup_steps": 100, "weight_decay": 0.01, "eps": 1.0e-8},
+             "warmup_steps": 100, "weight_decay": 0.01, "eps": 1.0e-8, "beta1": 0.8, "beta2": 0.99,
+             "decay_steps": -1},
     "AdamWeightDecay": {"learning_rate": 3.0e-5, "end_learning_rate": 0.0, "power": 5.0,
-                        "warmup_steps": 100, "weight_decay": 1.0e-5, "eps": 1.0e-6},
+                        "warmup_steps": 100, "weight_decay": 1.0e-5, "eps": 1.0e-6, "beta1": 0.85,
+                        "beta2": 0.995, "decay_steps": -1},
     "Momentum": {"learning_rate": 2.0e-5, "momentum": 0.9},
 }
 
@@ -240,6 +242,45 @@ def test_composed_lamb_rejects_bad_arguments(changes, argument):
         ComposedLamb(net.trainable_params(), learning_rate=LEARNING_RATE, **changes)
 
 
+# --- AdamWeightDecay -----------------------------------------------------------
+
+def adam_weight_decay_groups(net):
+    """Weight decay on the weight only; the learning rate as a schedule, as build_optimizer passes it."""
+    groups = [{"params": [net.weights[0]], "weight_decay": WEIGHT_DECAY},
+              {"params": [net.weights[1], net.weights[2]]},
+              {"order_params": list(net.weights)}]
+    # lr(step) = 0.1 * (1 - step / 4) at steps 0, 1, 2: 0.1, 0.075, 0.05.
+    return groups, BertLearningRate(LEARNING_RATE, 0.0, warmup_steps=0, decay_steps=4, power=1.0)
+
+
+def test_adam_weight_decay_groups_and_schedule_match_numpy():
+    values, gradients = initial_values(), random_gradients(3)
+    net = LinearLoss(values)
+    groups, schedule = adam_weight_decay_groups(net)
+    optimizer = AdamWeightDecay(groups, learning_rate=schedule, beta1=BETA1, beta2=BETA2, eps=EPS)
+    expected = adam_weight_decay_reference(values, gradients, [0.1, 0.075, 0.05],
+                                           {"dense.weight": WEIGHT_DECAY, "dense.bias": 0.0, "layernorm.gamma": 0.0})
+    assert_close(train(net, optimizer, gradients), expected)
+    assert int(optimizer.global_step.asnumpy()[0]) == 3
+
+
+def test_adam_weight_decay_equals_the_deprecated_mindspore_class():
+    """Same groups, schedule and gradients: the same weights and the same named state as nn.AdamWeightDecay."""
+    values, gradients = initial_values(), random_gradients(3)
+    results = {}
+    for cls in (AdamWeightDecay, nn.AdamWeightDecay):
+        net = LinearLoss(values)
+        groups, schedule = adam_weight_decay_groups(net)
+        optimizer = cls(groups, learning_rate=schedule, beta1=BETA1, beta2=BETA2, eps=EPS)
+        weights = train(net, optimizer, gradients)
+        state = {param.name: param.asnumpy() for param in optimizer.get_parameters()}
+        results[cls] = weights, state
+    ours, theirs = results[AdamWeightDecay], results[nn.AdamWeightDecay]
+    assert_close(ours[0], theirs[0])
+    assert "adam_m.dense.weight" in ours[1] and ours[1].keys() == theirs[1].keys()
+    assert_close(ours[1], theirs[1])
+
+
 # --- build_optimizer ---------------------------------------------------------
 
 def named_parameters(names):
@@ -250,19 +291,20 @@ def named_parameters(names):
     ("Lamb", "CPU", ComposedLamb),
     ("Lamb", "GPU", nn.Lamb),
     ("Lamb", "Ascend", nn.Lamb),
-    ("AdamWeightDecay", "CPU", nn.AdamWeightDecay),
-    ("Momentum", "CPU", nn.Momentum),
+    ("AdamWeightDecay", "CPU", AdamWeightDecay),
+    ("AdamWeightDecay", "Ascend", AdamWeightDecay),
+    ("Momentum", "CPU", nn.SGD),
 ])
 def test_build_optimizer_class(name, device_target, expected_class):
     optimizer = build_optimizer(optimizer_config(name), named_parameters(["dense.weight"]), 1000, device_target)
     assert type(optimizer) is expected_class
 
 
-@pytest.mark.parametrize("name", ["Lamb", "AdamWeightDecay"])
-def test_build_optimizer_groups_by_name_and_schedules_learning_rate(name):
+@pytest.mark.parametrize("name, device_target", [("Lamb", "CPU"), ("Lamb", "GPU"), ("AdamWeightDecay", "CPU")])
+def test_build_optimizer_groups_by_name_and_takes_the_section(name, device_target):
     names = ["embedding_table", "layernorm.gamma", "dense.weight", "dense.bias", "mlm_head.output_bias",
              "layernorm.beta", "output.weight"]
-    optimizer = build_optimizer(optimizer_config(name), named_parameters(names), 1000, "CPU")
+    optimizer = build_optimizer(optimizer_config(name), named_parameters(names), 1000, device_target)
     section = OPTIMIZER_CONFIG[name]
     # order_params keeps the network's order.
     assert [param.name for param in optimizer.parameters] == names
@@ -276,7 +318,27 @@ def test_build_optimizer_groups_by_name_and_schedules_learning_rate(name):
     assert (schedule.learning_rate, schedule.end_learning_rate, schedule.warmup_steps, schedule.decay_steps,
             schedule.power) == (section["learning_rate"], section["end_learning_rate"],
                                 section["warmup_steps"], 1000, section["power"])
-    assert optimizer.eps.asnumpy().item() == pytest.approx(section["eps"], rel=1e-6)
+    for key in ("eps", "beta1", "beta2"):
+        assert getattr(optimizer, key).asnumpy().item() == pytest.approx(section[key], rel=1e-6), key
+
+
+@pytest.mark.parametrize("name", ["Lamb", "AdamWeightDecay"])
+@pytest.mark.parametrize("decay_steps, expected", [(-1, 1000), (300, 300), (5000, 5000)])
+def test_decay_steps_of_the_section_or_the_run(name, decay_steps, expected):
+    optimizer = build_optimizer(optimizer_config(name, decay_steps=decay_steps), named_parameters(["w"]), 1000,
+                                "CPU")
+    assert optimizer.learning_rate.decay_steps == expected
+    # After warmup (100 steps) the rate reaches end_learning_rate (0) at decay_steps, not at the run's end.
+    if expected < 1000:
+        assert learning_rate_at(optimizer.learning_rate, expected) == 0.0
+        assert learning_rate_at(optimizer.learning_rate, expected - 1) > 0.0
+
+
+@pytest.mark.parametrize("decay_steps", [0, -2])
+def test_bad_decay_steps_are_refused(decay_steps):
+    with pytest.raises(ValueError, match=rf"^Lamb.decay_steps: expected a number of steps >= 1, or -1 for the "
+                                         rf"run's 1000 steps, got {decay_steps}$"):
+        build_optimizer(optimizer_config("Lamb", decay_steps=decay_steps), named_parameters(["w"]), 1000, "CPU")
 
 
 def test_build_optimizer_with_only_decayed_parameters():
@@ -284,10 +346,26 @@ def test_build_optimizer_with_only_decayed_parameters():
     assert optimizer.group_weight_decay == [0.01, 0.01]
 
 
-def test_build_optimizer_momentum_has_constant_learning_rate():
-    optimizer = build_optimizer(optimizer_config("Momentum"), named_parameters(["dense.weight"]), 1000, "CPU")
-    assert optimizer.learning_rate.asnumpy().item() == pytest.approx(2.0e-5, rel=1e-6)
-    assert optimizer.momentum.asnumpy().item() == pytest.approx(0.9, rel=1e-6)
+def momentum_reference(values, gradients_per_step, lr, momentum):
+    """Heavy-ball momentum in float64 NumPy: v = momentum * v + g; w = w - lr * v."""
+    params = {name: value.astype(np.float64) for name, value in values.items()}
+    velocity = {name: np.zeros_like(value) for name, value in params.items()}
+    for gradients in gradients_per_step:
+        for name in params:
+            velocity[name] = momentum * velocity[name] + gradients[name]
+            params[name] = params[name] - lr * velocity[name]
+    return params
+
+
+def test_built_momentum_matches_numpy_and_the_deprecated_class():
+    values, gradients = initial_values(), random_gradients(3)
+    cfg = optimizer_config("Momentum", learning_rate=LEARNING_RATE, momentum=0.9)
+    net = LinearLoss(values)
+    built = train(net, build_optimizer(cfg, net.trainable_params(), 1000, "CPU"), gradients)
+    # float32 momentum: 0.9 is 0.89999998 (a 2e-8 difference, far below the tolerance).
+    assert_close(built, momentum_reference(values, gradients, LEARNING_RATE, 0.9))
+    net = LinearLoss(values)
+    assert_close(built, train(net, nn.Momentum(net.trainable_params(), LEARNING_RATE, 0.9), gradients))
 
 
 def test_build_optimizer_rejects_unknown_names():
@@ -303,7 +381,7 @@ def test_built_adam_weight_decay_matches_numpy():
     values, gradients = initial_values(), random_gradients(2)
     net = LinearLoss(values)
     cfg = optimizer_config("AdamWeightDecay", learning_rate=LEARNING_RATE, end_learning_rate=0.0, power=1.0,
-                           warmup_steps=0, weight_decay=WEIGHT_DECAY, eps=EPS)
+                           warmup_steps=0, weight_decay=WEIGHT_DECAY, eps=EPS, beta1=BETA1, beta2=BETA2)
     optimizer = build_optimizer(cfg, net.trainable_params(), 4, "CPU")
     # lr(step) = 0.1 * (1 - step / 4) at steps 0 and 1.
     expected = adam_weight_decay_reference(values, gradients, [0.1, 0.075],
