@@ -201,7 +201,10 @@ def gelu(x):
     Google BERT's and Hugging Face's checkpoints were trained with it. It is not
     MindSpore's fused `GeLU` primitive: that computes the tanh approximation
     (up to 4.7e-4 from this; `ops.gelu(approximate="tanh")` calls it), while
-    `ops.gelu(approximate="none")` composes erf and elementwise ops.
+    `ops.gelu(approximate="none")` composes erf and elementwise ops. MindSpore's
+    exact fused kernel, `GeluExt` (`mint.nn.functional.gelu`), has no CPU or GPU
+    kernel in 2.10, so it could be compared with this form on Ascend only; until
+    then every target composes erf.
     """
     return ops.gelu(x, approximate="none")
 

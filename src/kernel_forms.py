@@ -5,24 +5,23 @@ differ. On Ascend and GPU the model uses MindSpore's fused kernels, as the
 model zoo's BERT does. On CPU it uses forms measured faster or more exact with
 MindSpore's CPU backend (README.md, "Performance", has the measurements):
 
-    operation            CPU                                         Ascend / GPU
-    LayerNorm, training  means and elementwise ops                   ops.LayerNorm
-    Dense, training      ops.dense                                   MatMul + BiasAdd
-    pooler tanh          1 - 2 / (exp(2x) + 1) (the CPU kernel errs)  ops.tanh
-    MLM decoder          matmul by the transposed embedding table    MatMul(transpose_b=True)
-    CRF loops            tensor `while` loops (one loop body)        Python loops, unrolled
+    operation            CPU                                        Ascend / GPU
+    LayerNorm, training  means and elementwise ops                  ops.LayerNorm
+    Dense, training      ops.dense                                  MatMul + BiasAdd
+    pooler tanh          1 - 2 / (exp(2x) + 1) (the kernel errs)    ops.tanh
+    MLM decoder          matmul by the transposed embedding table   MatMul(transpose_b=True)
+    CRF loops            tensor `while` loops (one loop body)       unrolled loops (one graph)
 
 In inference mode LayerNorm and Dense use the fused kernels on every target.
-GELU is not a choice: MindSpore's fused `GeLU` primitive computes the tanh
-approximation (4.7e-4 from exact GELU), so every target composes the exact
-erf form, which Google BERT's and Hugging Face's checkpoints were trained with.
+GELU is not a choice: every target composes the exact erf form (see
+`src.bert_model.gelu` for why not MindSpore's fused GeLU).
 """
 
 import dataclasses
 
 import mindspore as ms
 
-DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
+from src.device import TARGETS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +38,8 @@ def kernel_forms(target=None):
     """The kernel forms for `target` ("CPU", "GPU" or "Ascend"; None: MindSpore's current device_target)."""
     if target is None:
         target = ms.get_context("device_target")
-    if target not in DEVICE_TARGETS:
-        raise ValueError(f"device target must be one of {DEVICE_TARGETS}, got {target!r}")
+    if target not in TARGETS:
+        raise ValueError(f"device target must be one of {TARGETS}, got {target!r}")
     on_cpu = target == "CPU"
     return KernelForms(composed_training_layer_norm=on_cpu, dense_op_in_training=on_cpu, composed_tanh=on_cpu,
                        transposed_decoder_table=on_cpu, crf_while_loops=on_cpu)
