@@ -15,7 +15,7 @@ import numpy as np
 
 from src import assessment_method
 from src.bert_for_finetune import BertCLS
-from src.config import ConfigError, bert_config, load_config
+from src.config import bert_config, load_config
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
 from src.finetune import (check_label_range, eval_dataset, load_task_model, predict, read_label_map, save_results,
@@ -23,30 +23,38 @@ from src.finetune import (check_label_range, eval_dataset, load_task_model, pred
 from src.finetune_eval_model import BertCLSModel, TaskPredictor
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_classifier_config.yaml")
-METHODS = ("accuracy", "f1", "mcc", "spearman_correlation")
 # Spearman correlation ranks a score: for two classes, the probability of class 1.
 POSITIVE_CLASS = 1
 
 
-def evaluate(cfg, config, checkpoint):
+def score(method, labels, probabilities):
+    """The `method` metric (a CLASSIFIER_METHODS name) of [N] labels against [N, num_class] class
+    probabilities, printed in the zoo's format and returned as a dict."""
+    num_class = probabilities.shape[-1]
+    predictions = probabilities.argmax(axis=-1)
+    if method == "accuracy":
+        results = assessment_method.accuracy(labels, predictions)
+        print(assessment_method.format_accuracy(results))
+    elif method == "f1":
+        results = assessment_method.classification_f1(labels, predictions, num_class)
+        print(assessment_method.format_f1(results))
+    elif method == "mcc":
+        results = assessment_method.matthews_corrcoef(labels, predictions)
+        print(assessment_method.format_mcc(results))
+    else:
+        scores = probabilities[:, POSITIVE_CLASS] if num_class == 2 else predictions
+        results = assessment_method.spearman_correlation(labels, scores)
+        print(assessment_method.format_spearman(results))
+    return results
+
+
+def evaluate(cfg, config, checkpoint, method):
     model = load_task_model(TaskPredictor(BertCLSModel(config, False, cfg.num_class)), checkpoint)
     columns, (probabilities,) = predict(model, eval_dataset(cfg, config, CLASSIFIER_COLUMNS))
     labels = columns["label_ids"].reshape(-1)
     predictions = probabilities.argmax(axis=-1)
-    if cfg.assessment_method == "accuracy":
-        results = assessment_method.accuracy(labels, predictions)
-        print(assessment_method.format_accuracy(results))
-    elif cfg.assessment_method == "f1":
-        results = assessment_method.classification_f1(labels, predictions, cfg.num_class)
-        print(assessment_method.format_f1(results))
-    elif cfg.assessment_method == "mcc":
-        results = assessment_method.matthews_corrcoef(labels, predictions)
-        print(assessment_method.format_mcc(results))
-    else:
-        scores = probabilities[:, POSITIVE_CLASS] if cfg.num_class == 2 else predictions
-        results = assessment_method.spearman_correlation(labels, scores)
-        print(assessment_method.format_spearman(results))
-    results.update(assessment_method=cfg.assessment_method, checkpoint=checkpoint,
+    results = score(method, labels, probabilities)
+    results.update(assessment_method=method, checkpoint=checkpoint,
                    eval_data_file_path=cfg.eval_data_file_path, examples=int(labels.size),
                    prediction_counts=np.bincount(predictions, minlength=cfg.num_class).tolist(),
                    label_counts=np.bincount(labels, minlength=cfg.num_class).tolist())
@@ -67,8 +75,7 @@ def class_names(cfg):
 @exit_on_user_error
 def main(argv=None):
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
-    if cfg.assessment_method not in METHODS:
-        raise ConfigError(f"assessment_method: expected one of {', '.join(METHODS)}, got {cfg.assessment_method!r}")
+    method, _ = assessment_method.resolve_method(cfg.assessment_method, assessment_method.CLASSIFIER_METHODS)
     if cfg.label2id_file_path:
         read_label_map(cfg.label2id_file_path, cfg.num_class)
     config = bert_config(cfg)
@@ -80,7 +87,7 @@ def main(argv=None):
         checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS, "classifier",
                                 settings)
     if cfg.do_eval:
-        return evaluate(cfg, config, checkpoint)
+        return evaluate(cfg, config, checkpoint, method)
     return None
 
 

@@ -5,10 +5,13 @@
         --eval_data_file_path=DIR/dev.tfrecord --load_pretrain_checkpoint_path=CKPT [--key=value ...]
 
 Keys and defaults: task_ner_config.yaml. Evaluation prints entity-level
-precision, recall and F1 (exact type and span) and writes
+precision, recall and F1 (exact type and span), or with
+`--assessment_method=accuracy` the share of characters tagged right, and writes
 <output_dir>/eval_results.json; `--assessment_method=clue_benchmark` reads a
 CLUENER JSON file as `eval_data_file_path` and also writes the CLUENER
 submission file <output_dir>/cluener_predict.json (scored too when the file has labels).
+The zoo's flags are taken: its BF1 and MF1 are scored as entity F1, `with_lstm`
+must be false (no LSTM head here) and its `label_file_path` must be empty.
 """
 
 import json
@@ -27,15 +30,14 @@ from src.finetune_eval_model import BertNERModel, TaskPredictor
 from src.ner_tagging import infer_scheme, tags_to_spans
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_ner_config.yaml")
-METHODS = ("f1", "clue_benchmark")
 SUBMISSION_FILE = "cluener_predict.json"
 JSON_SUFFIX = ".json"
 
 
-def evaluation_data(cfg, config, label_map, scheme):
+def evaluation_data(cfg, config, label_map, scheme, method):
     """(dataset, CLUENER examples or None): a CLUENER JSON file is converted in memory."""
     if not cfg.eval_data_file_path.endswith(JSON_SUFFIX):
-        if cfg.assessment_method == "clue_benchmark":
+        if method == "clue_benchmark":
             raise ConfigError("--assessment_method=clue_benchmark: eval_data_file_path must be a CLUENER JSON file")
         return eval_dataset(cfg, config, CLASSIFIER_COLUMNS), None
     if not cfg.vocab_file_path:
@@ -45,10 +47,23 @@ def evaluation_data(cfg, config, label_map, scheme):
     return rows_dataset(rows, CLASSIFIER_COLUMNS, cfg.eval_batch_size), examples
 
 
-def evaluate(cfg, config, checkpoint, label_map):
+def score(method, true_tags, pred_tags, scheme):
+    """Token accuracy for `method` "accuracy", else entity F1, of the sentences' tag lists; printed in the
+    zoo's format and returned as a dict."""
+    if method == "accuracy":
+        results = assessment_method.accuracy([tag for tags in true_tags for tag in tags],
+                                             [tag for tags in pred_tags for tag in tags])
+        print(assessment_method.format_accuracy(results))
+    else:
+        results = assessment_method.entity_f1(true_tags, pred_tags, scheme)
+        print(assessment_method.format_f1(results))
+    return results
+
+
+def evaluate(cfg, config, checkpoint, label_map, method):
     id_to_tag = {index: tag for tag, index in label_map.items()}
     scheme = infer_scheme(label_map)
-    dataset, examples = evaluation_data(cfg, config, label_map, scheme)
+    dataset, examples = evaluation_data(cfg, config, label_map, scheme, method)
     model = load_task_model(TaskPredictor(BertNERModel(config, False, cfg.num_class, cfg.use_crf)), checkpoint)
     columns, (predicted_ids,) = predict(model, dataset)
     # Tags of the characters: positions 1 .. length - 2 (between [CLS] and [SEP]).
@@ -58,16 +73,15 @@ def evaluate(cfg, config, checkpoint, label_map):
     results = {}
     labelled = examples is None or any(example.label is not None for example in examples)
     if labelled:
-        results = assessment_method.entity_f1(true_tags, pred_tags, scheme)
-        print(assessment_method.format_f1(results))
-    if cfg.assessment_method == "clue_benchmark":
+        results = score(method, true_tags, pred_tags, scheme)
+    if method == "clue_benchmark":
         path = os.path.join(cfg.output_dir, SUBMISSION_FILE)
         assessment_method.write_cluener_submission(path, [
             (example_id(example, index), example.text, tags_to_spans(tags, scheme))
             for index, (example, tags) in enumerate(zip(examples, pred_tags))])
         print(f"CLUENER submission written to {path}")
         results["submission_file"] = path
-    results.update(assessment_method=cfg.assessment_method, use_crf=cfg.use_crf, tag_scheme=scheme,
+    results.update(assessment_method=method, use_crf=cfg.use_crf, tag_scheme=scheme,
                    checkpoint=checkpoint, eval_data_file_path=cfg.eval_data_file_path, sentences=len(pred_tags))
     save_results(cfg, results)
     return results
@@ -78,11 +92,24 @@ def example_id(example, index):
     return json.loads(example.raw).get("id", index)
 
 
+def check_zoo_keys(cfg):
+    """The zoo's NER keys that have no counterpart here are taken only at their neutral values."""
+    if cfg.with_lstm:
+        raise ConfigError("--with_lstm=true: no LSTM head here; the NER heads are softmax (--use_crf=false) "
+                          "and CRF (--use_crf=true)")
+    if cfg.label_file_path:
+        raise ConfigError("--label_file_path: the zoo's entity-type list is not read here; give "
+                          "--label2id_file_path=DIR/label2id.json (written by python -m src.create_finetune_data)")
+
+
 @exit_on_user_error
 def main(argv=None):
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
-    if cfg.assessment_method not in METHODS:
-        raise ConfigError(f"assessment_method: expected one of {', '.join(METHODS)}, got {cfg.assessment_method!r}")
+    method, note = assessment_method.resolve_method(cfg.assessment_method, assessment_method.NER_METHODS,
+                                                    assessment_method.ZOO_NER_METHODS)
+    check_zoo_keys(cfg)
+    if note:
+        print(f"assessment_method {cfg.assessment_method}: {note}")
     if not cfg.label2id_file_path:
         raise ConfigError("--label2id_file_path: required (the label2id.json written with the data)")
     label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
@@ -96,7 +123,7 @@ def main(argv=None):
                     "labels": sorted(label_map, key=label_map.get), "do_lower_case": cfg.do_lower_case}
         checkpoint = train_task(cfg, config, network, CLASSIFIER_COLUMNS, "ner", settings)
     if cfg.do_eval:
-        return evaluate(cfg, config, checkpoint, label_map)
+        return evaluate(cfg, config, checkpoint, label_map, method)
     return None
 
 

@@ -10,6 +10,9 @@ it or `json.dump` it. The `format_*` helpers give the model zoo's print lines.
   strict rules of `src.ner_tagging`, and the CLUENER2020 submission format.
 - SQuAD v1.1: the official `evaluate-v1.1.py` scoring, answer normalisation
   included, so numbers compare with published ones.
+
+`resolve_method` reads a job's `assessment_method` in any case, the model
+zoo's spellings (Accuracy, MCC, BF1, ...) included.
 """
 
 import collections
@@ -21,6 +24,7 @@ import sys
 
 import numpy as np
 
+from src.config import ConfigError
 from src.errors import UserError
 from src.ner_tagging import tags_to_spans
 
@@ -51,6 +55,38 @@ def _ratio(numerator, denominator):
 
 def _f1(precision, recall):
     return _ratio(2.0 * precision * recall, precision + recall)
+
+
+# ---------------------------------------------------------------- assessment_method names
+
+# Each job's assessment_method values. The zoo lowercases its names (Accuracy, MCC,
+# Spearman_correlation, F1, clue_benchmark), so most are ours in another case.
+CLASSIFIER_METHODS = ("accuracy", "f1", "mcc", "spearman_correlation")
+NER_METHODS = ("f1", "accuracy", "clue_benchmark")
+# The zoo's NER names that are no metric of ours: {name: (the metric they are scored by, how they differ)}.
+# Its BF1 and MF1 count tokens; the closest metric here is entity F1 (micro, exact type and span).
+ZOO_NER_METHODS = {
+    "bf1": ("f1", "scored as f1, entity-level (the zoo's BF1 is a token-level F1 of entity tags against O, "
+                  "types ignored)"),
+    "mf1": ("f1", "scored as f1, entity-level (the zoo's MF1 is a token-level micro F1 over the entity tags)"),
+}
+
+
+def resolve_method(name, methods, zoo_names=None):
+    """(metric, note) for an assessment_method as written, in any case.
+
+    `name` lowercased is one of `methods` (note None) or a key of `zoo_names`
+    ({zoo name: (metric, note saying how the zoo's metric differs)}); anything
+    else raises ConfigError listing what is accepted.
+    """
+    zoo_names = zoo_names or {}
+    key = name.lower()
+    if key in methods:
+        return key, None
+    if key in zoo_names:
+        return zoo_names[key]
+    accepted = ", ".join([*methods, *zoo_names])
+    raise ConfigError(f"assessment_method: expected one of {accepted} (any case), got {name!r}")
 
 
 # ---------------------------------------------------------------- classification
