@@ -18,7 +18,7 @@ from src.bert_for_pre_training import BertNetworkWithLoss
 from src.checkpoint import weights_fingerprint
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import create_bert_dataset
-from src.device import init_device
+from src.device import init_device, node_local_rank
 from src.errors import exit_on_user_error
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
@@ -45,7 +45,23 @@ def check_token_ids(dataset, vocab_size):
                               "use the vocabulary the data was made with, or set model.vocab_size")
 
 
-def plan_training(cfg, dataset, device_num, rank):
+def saves_checkpoints(device_num, rank, local_rank):
+    """Whether this process writes the checkpoints: in a distributed run each server's first process
+    (`local_rank` 0), so every server holds its own copy to resume from without a shared filesystem;
+    global rank 0 where the launcher exported no local rank; a single process always."""
+    if device_num == 1:
+        return True
+    return rank == 0 if local_rank is None else local_rank == 0
+
+
+def check_resume_file(path, rank):
+    """Every rank reads `load_checkpoint_path` on its own server: fail before any work if it is not there."""
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"load_checkpoint_path {path}: no such file on this server (rank {rank}); without a "
+                          "shared filesystem each server resumes from the checkpoint its first rank saved")
+
+
+def plan_training(cfg, dataset, device_num, rank, local_rank):
     micro_batches = dataset.get_dataset_size()
     steps_per_epoch = micro_batches // cfg.accumulation_steps
     if steps_per_epoch < 1:
@@ -60,7 +76,7 @@ def plan_training(cfg, dataset, device_num, rank):
                         log_every_steps=cfg.log_every_steps, save_checkpoint_steps=cfg.save_checkpoint_steps,
                         save_checkpoint_num=cfg.save_checkpoint_num, checkpoint_dir=checkpoint_dir,
                         output_dir=cfg.output_dir, max_overflow_steps_at_floor=cfg.max_overflow_steps_at_floor,
-                        is_main_rank=rank == 0)
+                        is_main_rank=rank == 0, saves_checkpoints=saves_checkpoints(device_num, rank, local_rank))
 
 
 @exit_on_user_error
@@ -70,6 +86,8 @@ def main(argv=None):
     check_training_config(cfg)
     device = init_device(cfg, config.compute_type, training=True)
     rank, device_num = device.rank, device.group_size
+    local_rank = node_local_rank(os.environ)
+    check_resume_file(cfg.load_checkpoint_path, rank)
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
     steps_per_sink = data_sink_steps(cfg.enable_data_sink, cfg.data_sink_steps, ms.get_context("device_target"))
@@ -77,13 +95,13 @@ def main(argv=None):
     dataset = create_bert_dataset(device_num, rank, cfg.do_shuffle, cfg.data_dir, cfg.schema_dir, cfg.batch_size,
                                   cfg.dataset_format, config.seq_length)
     check_token_ids(dataset, config.vocab_size)
-    plan = align_to_sinks(dataclasses.replace(plan_training(cfg, dataset, device_num, rank),
+    plan = align_to_sinks(dataclasses.replace(plan_training(cfg, dataset, device_num, rank, local_rank),
                                               steps_per_sink=steps_per_sink))
     if rank == 0:
         check_writable(cfg.output_dir, "output_dir")
-        if plan.checkpoint_dir:
-            check_writable(plan.checkpoint_dir, "save_checkpoint_path")
-            check_no_foreign_checkpoints(plan.checkpoint_dir, cfg.load_checkpoint_path)
+    if plan.checkpoint_dir and plan.saves_checkpoints:
+        check_writable(plan.checkpoint_dir, "save_checkpoint_path")
+        check_no_foreign_checkpoints(plan.checkpoint_dir, cfg.load_checkpoint_path)
 
     network = BertNetworkWithLoss(config, is_training=True)
     try:

@@ -22,9 +22,12 @@ number of optimizer steps, and around it:
   steps after the streak reaches `max_overflow_steps_at_floor`, and not at all
   if a finite step ended the streak before that read.
 
-Only rank 0 writes metrics and checkpoints; every rank logs.
+Rank 0 writes the metrics; the first rank of each server writes the checkpoints
+(`TrainingPlan.saves_checkpoints`), so that every server can resume from its own
+disk; every rank logs.
 """
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -69,7 +72,8 @@ class TrainingPlan:
     checkpoint_dir: str            # "" disables checkpoints
     output_dir: str                # metrics.jsonl goes here; "" disables it
     max_overflow_steps_at_floor: int
-    is_main_rank: bool = True
+    is_main_rank: bool = True      # writes metrics.jsonl
+    saves_checkpoints: bool = True  # writes into checkpoint_dir (each server's first rank)
     steps_per_sink: int = 0        # data sinking: optimizer steps per sink (see align_to_sinks); 0: none
 
 
@@ -90,7 +94,8 @@ def save_training_checkpoint(train_cell, plan, global_step, micro_batches_done):
                                                           "micro_batches_done": micro_batches_done})
     earlier = [p for p in checkpoint_paths(plan.checkpoint_dir) if checkpoint_step(p) <= global_step]
     for old in earlier[:-plan.save_checkpoint_num]:
-        os.remove(old)
+        with contextlib.suppress(FileNotFoundError):  # servers sharing one directory rotate the same files
+            os.remove(old)
     return path
 
 
@@ -192,7 +197,7 @@ def train(train_cell, dataset, plan, start=None):
             if logs:
                 log.step(step_record(train_cell, plan, global_step, outputs, window_start, window_steps))
                 window_start, window_steps = time.time(), 0
-            if saves and plan.is_main_rank:
+            if saves and plan.saves_checkpoints:
                 last_checkpoint = save_training_checkpoint(train_cell, plan, global_step, micro_done)
     finally:
         log.close()

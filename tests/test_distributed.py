@@ -1,4 +1,5 @@
-"""Two msrun workers on CPU train exactly like one process on the same global batch."""
+"""Two msrun workers on CPU train exactly like one process on the same global batch; each server's first
+worker saves checkpoints into that server's directory and resumes from them; the local rank per launcher."""
 
 import os
 import re
@@ -12,6 +13,8 @@ import pytest
 import tensorflow as tf
 
 import run_pretrain
+from src.config import ConfigError
+from src.device import DeviceError, node_local_rank
 
 SEQ, PREDICTIONS, VOCAB, ROWS_PER_FILE = 16, 3, 50, 16
 RUN_TIMEOUT_S = 300
@@ -19,6 +22,7 @@ RUN_TIMEOUT_S = 300
 # others: 35 s measured; this is the bound the README states.
 DEAD_WORKER_BOUND_S = 90
 SCRIPT = "scripts/run_distributed_pretrain_cpu.sh"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_pretraining_file(path, seed):
@@ -104,7 +108,88 @@ def test_two_cpu_workers_equal_one_process_on_the_global_batch(tmp_path, layout)
     actual = ms.load_checkpoint(str(run_dirs[0] / "checkpoints" / "checkpoint_bert_step_3.ckpt"))
     for name in [n for n in expected if not n.startswith(("global_step", "loss_scale", "current_", "last_"))]:
         np.testing.assert_allclose(actual[name].asnumpy(), expected[name].asnumpy(), atol=1e-5, err_msg=name)
-    assert sum("checkpoint_bert_step" in log for log in logs) == 1  # only rank 0 saves
+    assert sum("checkpoint_bert_step" in log for log in logs) == node_num  # each node's first worker saves
+
+
+def start_two_nodes(data_dir, run_dirs, log_dir, *args):
+    """One msrun per "node" (NODE_NUM=2, one worker each, a master on 127.0.0.1), each started in its own
+    run directory, so that a relative path names that node's own file; returns each worker's log path."""
+    port = free_port()
+    for node, run_dir in enumerate(run_dirs):
+        result = subprocess.run(["bash", os.path.join(REPO, SCRIPT), "1", "1", str(data_dir),
+                                 *common_args(data_dir, run_dir)[1:], "--batch_size=4", *args],
+                                capture_output=True, text=True, cwd=run_dir,
+                                env={**os.environ, "RUN_DIR": str(run_dir / log_dir), "MASTER_PORT": str(port),
+                                     "NODE_NUM": "2", "NODE_RANK": str(node)})
+        assert result.returncode == 0, result.stderr
+    return [run_dir / log_dir / "logs" / f"worker_{node}.log" for node, run_dir in enumerate(run_dirs)]
+
+
+def wait_to_finish(log):
+    """The worker's log once it has finished, or a failure showing its end once it has failed."""
+    text = wait_for(log, r"finished at step \d+|Traceback|error: ", RUN_TIMEOUT_S)
+    assert "finished at step" in text, text[-3000:]
+    return text
+
+
+def test_each_node_saves_its_checkpoints_and_resumes_from_them(tmp_path):
+    """Two "nodes" on this machine without a shared directory: each node's first worker writes the
+    checkpoint into its node's run directory, and a resumed run reads each node's own file."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_pretraining_file(data_dir / "part-0.tfrecord", seed=0)
+    write_pretraining_file(data_dir / "part-1.tfrecord", seed=1)
+    run_dirs = [tmp_path / f"node{node}" for node in range(2)]
+    for run_dir in run_dirs:
+        run_dir.mkdir()
+
+    logs = start_two_nodes(data_dir, run_dirs, "first", "--train_steps=2", "--save_checkpoint_steps=2")
+    for node, log in enumerate(logs):
+        text = wait_to_finish(log)
+        assert f"checkpoint {run_dirs[node] / 'checkpoints' / 'checkpoint_bert_step_2.ckpt'}" in text, text[-2000:]
+
+    logs = start_two_nodes(data_dir, run_dirs, "resumed", "--train_steps=3",
+                           "--load_checkpoint_path=checkpoints/checkpoint_bert_step_2.ckpt")
+    texts = [wait_to_finish(log) for log in logs]
+    assert all("finished at step 3" in text and "step: 3," in text and "step: 1," not in text for text in texts)
+    fingerprints = [re.search(r"weights fingerprint: ([0-9a-f]+)", text).group(1) for text in texts]
+    assert fingerprints[0] == fingerprints[1]
+    for run_dir in run_dirs:
+        assert sorted(os.listdir(run_dir / "checkpoints")) == ["checkpoint_bert_step_3.ckpt"]
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, None),                                                         # a single process
+    ({"MS_ROLE": "MS_WORKER", "RANK_ID": "3", "DEVICE_ID": "1"}, 1),    # msrun: the local rank in DEVICE_ID
+    ({"OMPI_COMM_WORLD_LOCAL_RANK": "2", "OMPI_COMM_WORLD_RANK": "10"}, 2),                # mpirun
+    ({"RANK_ID": "12", "DEVICE_ID": "4", "LOCAL_RANK": "0", "RANK_TABLE_FILE": "t.json"}, 0),  # rank table
+])
+def test_node_local_rank_from_each_launcher(environ, expected):
+    assert node_local_rank(environ) == expected
+
+
+def test_malformed_local_rank_names_the_variable():
+    with pytest.raises(DeviceError, match="^environment variable LOCAL_RANK='x': expected a non-negative integer$"):
+        node_local_rank({"LOCAL_RANK": "x"})
+
+
+@pytest.mark.parametrize("device_num, rank, local_rank, saves", [
+    (1, 0, None, True), (1, 0, 3, True),      # one process saves, whatever DEVICE_ID it was given
+    (16, 0, 0, True), (16, 8, 0, True),       # each server's first process
+    (16, 9, 1, False), (16, 1, 1, False),
+    (2, 0, None, True), (2, 1, None, False),  # no local rank exported: global rank 0
+])
+def test_the_first_process_of_each_server_saves(device_num, rank, local_rank, saves):
+    assert run_pretrain.saves_checkpoints(device_num, rank, local_rank) is saves
+
+
+def test_a_missing_resume_file_is_named_by_every_rank(tmp_path):
+    missing = tmp_path / "checkpoint_bert_step_2.ckpt"
+    with pytest.raises(ConfigError, match=f"^load_checkpoint_path {missing}: no such file on this server \\(rank 5\\)"):
+        run_pretrain.check_resume_file(str(missing), 5)
+    missing.write_bytes(b"")
+    run_pretrain.check_resume_file(str(missing), 5)
+    run_pretrain.check_resume_file("", 5)
 
 
 @pytest.mark.parametrize("args, message", [
