@@ -96,10 +96,11 @@ def detected_targets():
 
 
 def _device_count(target):
-    """Devices of a target whose plugin loaded; 0 when its driver cannot list them."""
-    import mindspore as ms
+    """Devices of a target whose plugin loaded (`mindspore.device_context.gpu` / `.ascend`); 0 when its
+    driver cannot list them."""
+    from mindspore import device_context
     try:
-        return ms.hal.device_count(target)
+        return getattr(device_context, target.lower()).device_count()
     except RuntimeError:  # a plugin without a working driver
         return 0
 
@@ -181,7 +182,8 @@ def allreduce_split_points(params, num_groups=ALLREDUCE_GROUPS):
     which cuts layers in two. Here (5 embedding parameters, then 16 per layer)
     layer k ends at 5 + 16 (k + 1) - 1, so base's points are
     [36, 68, 100, 132, 148, 164, 180, 205]: layers 0-1, 2-3, 4-5, 6-7, 8, 9, 10
-    and 11 with the heads; the last point agrees.
+    and 11 with the heads; the last point agrees. (The zoo's NEZHA keeps an
+    unused position-embedding table, one parameter more than ours.)
 
     Args:
         params (list[Parameter]): the trainable parameters in the gradient reducer's order.
@@ -226,7 +228,7 @@ class RunSetup:
 def describe_setup(setup):
     """One line: target, device id, rank/group, compute type and, for training, overflow check and data sink."""
     device = setup.target if setup.device_id is None else f"{setup.target}:{setup.device_id}"
-    line = f"device {device}, rank {setup.rank}/{setup.group_size}, compute_type {setup.compute_type}"
+    line = f"device {device}, rank {setup.rank} of {setup.group_size}, compute_type {setup.compute_type}"
     if setup.overflow_check is not None:
         sink = f"on ({setup.data_sink_steps} steps per sink)" if setup.data_sink_steps else "off"
         line += f", overflow check {setup.overflow_check}, data sink {sink}"

@@ -190,9 +190,10 @@ def test_the_split_points_reach_mindspore():
 
 def test_the_setup_line_names_every_choice():
     training = RunSetup("GPU", 3, 11, 16, "float16", "amp.all_finite", data_sink_steps=100)
-    assert describe_setup(training) == ("device GPU:3, rank 11/16, compute_type float16, "
+    assert describe_setup(training) == ("device GPU:3, rank 11 of 16, compute_type float16, "
                                         "overflow check amp.all_finite, data sink on (100 steps per sink)")
-    assert describe_setup(RunSetup("CPU", None, 0, 1, "float32", None)) == "device CPU, rank 0/1, compute_type float32"
+    assert describe_setup(RunSetup("CPU", None, 0, 1, "float32", None)) == ("device CPU, rank 0 of 1, "
+                                                                            "compute_type float32")
 
 
 def test_init_device_sets_the_cpu_and_prints_the_line_first(capsys):
