@@ -259,16 +259,19 @@ def init_device(cfg, compute_type, training, environ=os.environ, file=None):
     ms.set_device(target, device_id)
     ms.set_context(mode=modes[mode])
     rank, group_size = _init_communication() if _key(cfg, "distribute", False) else (0, 1)
-    overflow_check, sink_steps = None, 0
-    if training:
-        from src.bert_for_pre_training import overflow_check_for
-        from src.training import data_sink_steps
-        overflow_check = overflow_check_for(target)
-        if "enable_data_sink" in cfg:
-            sink_steps = data_sink_steps(cfg.enable_data_sink, cfg.data_sink_steps, target)
+    overflow_check, sink_steps = training_choices(cfg, target) if training else (None, 0)
     setup = RunSetup(target, device_id, rank, group_size, compute_type, overflow_check, sink_steps)
     print(describe_setup(setup), file=file, flush=True)
     return setup
+
+
+def training_choices(cfg, target):
+    """(overflow check, optimizer steps per data sink) of a training job on `target`, as its train cell and
+    loop will choose them; with `describe_setup`, a launcher can show a rank's set-up before starting it."""
+    from src.bert_for_pre_training import overflow_check_for
+    from src.training import data_sink_steps
+    sink_steps = data_sink_steps(cfg.enable_data_sink, cfg.data_sink_steps, target) if "enable_data_sink" in cfg else 0
+    return overflow_check_for(target), sink_steps
 
 
 def _key(cfg, name, default):

@@ -12,7 +12,7 @@ from src.bert_for_pre_training import BertNetworkWithLoss
 from src.config import Config, ConfigError, bert_config, concrete_bert_config, load_config
 from src.device import (DeviceError, RunSetup, allreduce_split_points, choose_device_id, compute_type_for,
                         describe_setup, detected_targets, init_device, launcher_device_id, resolve_target,
-                        set_allreduce_split, usable_targets)
+                        set_allreduce_split, training_choices, usable_targets)
 from tests.helpers import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -194,6 +194,17 @@ def test_the_setup_line_names_every_choice():
                                         "overflow check amp.all_finite, data sink on (100 steps per sink)")
     assert describe_setup(RunSetup("CPU", None, 0, 1, "float32", None)) == ("device CPU, rank 0 of 1, "
                                                                             "compute_type float32")
+
+
+@pytest.mark.parametrize("target, sink, expected", [
+    ("Ascend", "auto", ("amp.all_finite", 4)),  # saturating fp16: only the status registers tell
+    ("GPU", "auto", ("amp.all_finite", 4)),
+    ("CPU", "auto", ("inf-nan", 0)),            # MindSpore cannot sink data on a CPU
+    ("GPU", "false", ("amp.all_finite", 0)),
+])
+def test_training_choices_per_target(target, sink, expected):
+    assert training_choices(Config({"enable_data_sink": sink, "data_sink_steps": 4}), target) == expected
+    assert training_choices(Config({}), target) == (expected[0], 0)  # fine-tuning: no sink keys
 
 
 def test_init_device_sets_the_cpu_and_prints_the_line_first(capsys):
