@@ -8,11 +8,14 @@ import mindspore as ms
 import pytest
 import yaml
 
+from predict import read_task_config
+from src.bert_for_finetune import BertCLS
 from src.bert_for_pre_training import BertNetworkWithLoss
 from src.config import Config, ConfigError, bert_config, concrete_bert_config, load_config
 from src.device import (DeviceError, RunSetup, allreduce_split_points, choose_device_id, compute_type_for,
                         describe_setup, detected_targets, init_device, launcher_device_id, resolve_target,
                         set_allreduce_split, training_choices, usable_targets)
+from src.finetune import save_task_model
 from tests.helpers import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +125,17 @@ def test_auto_is_the_default_kept_in_the_config_and_resolved_in_the_model():
     assert bert_config(cfg).compute_type == "float32"  # what the model is built with on a CPU
     explicit = load_config(PRETRAIN_YAML, ["--bert_network=tiny", "--model.compute_type=float16"])
     assert bert_config(explicit).compute_type == "float16"
+
+
+def test_a_fine_tuned_model_keeps_auto_and_each_device_resolves_it(tmp_path):
+    cfg = load_config(os.path.join(REPO, "task_classifier_config.yaml"),
+                      ["--bert_network=tiny", "--model.seq_length=8", f"--output_dir={tmp_path}"])
+    path = save_task_model(cfg, BertCLS(bert_config(cfg), False, 2), "classifier", {"num_class": 2})
+    yaml_path = path[:-len(".ckpt")] + ".yaml"
+    assert yaml.safe_load(open(yaml_path, encoding="utf-8"))["model"]["compute_type"] == "auto"
+    # Fine-tuned in float16 on a GPU, predicted in float32 on a CPU: each reader resolves auto for itself.
+    assert read_task_config(yaml_path, "classifier", "GPU")[0].compute_type == "float16"
+    assert read_task_config(yaml_path, "classifier", "CPU")[0].compute_type == "float32"
 
 
 def test_a_model_config_file_chooses_the_compute_type(tmp_path):
