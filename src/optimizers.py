@@ -18,11 +18,12 @@ median of 30 alternated calls):
                    under 0.5% of a ~1 s train step). The same update written
                    with elementwise operators took 63.2 ms.
   Lamb             `ComposedLamb` on CPU, where `nn.Lamb` has no kernel
-                   (149.9 ms: 4.7x the fused AdamWeightDecay, ~12% of the
-                   step); `nn.Lamb`'s fused kernel on Ascend and GPU, where
-                   the composed form could not be timed here and would add
-                   a dozen elementwise passes per parameter. This is why
-                   requirements.txt pins mindspore==2.10.0.
+                   (149.9 ms with `ops.norm`; its norms by row sums first
+                   were 1.5x faster in an A/B run, still ~4x the fused
+                   AdamWeightDecay); `nn.Lamb`'s fused kernel on Ascend
+                   and GPU, where the composed form could not be timed here
+                   and would add a dozen elementwise passes per parameter.
+                   This is why requirements.txt pins mindspore==2.10.0.
   Momentum         `nn.SGD` with momentum (not deprecated): the same update.
 """
 
