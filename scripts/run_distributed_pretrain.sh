@@ -9,8 +9,11 @@
 # machines: run the same command on each with NODE_NUM (machines), NODE_RANK
 # (0 on the master) and MASTER_ADDR / MASTER_PORT (the master's address).
 # The run directory (RUN_DIR, default ./pretrain_distributed_<target>_<date>)
-# receives msrun.log, logs/worker_<rank>.log, and (from rank 0 only) metrics
-# and checkpoints. PYTHON picks the interpreter (default: the repo's .venv).
+# receives msrun.log, logs/worker_<rank>.log, the metrics (from rank 0) and the
+# checkpoints (from each machine's first worker, into that machine's RUN_DIR, so
+# a resume with the same relative --load_checkpoint_path, run from the same
+# directory, reads each machine's own copy). PYTHON picks the interpreter
+# (default: the repo's .venv).
 set -euo pipefail
 target=$1 caller=$2
 shift 2

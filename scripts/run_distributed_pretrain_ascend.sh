@@ -9,8 +9,10 @@
 # default 600), --bind_cores=false, --hyper_parameter_config_dir=FILE,
 # --cmd_file=FILE, --dry_run=true to print the commands without running them).
 # It writes the commands to distributed_cmd.sh (--cmd_file) in the current
-# directory, which this script then runs; rank N logs to ./LOG<N>/pretraining_log.txt
-# and writes its metrics and checkpoints under ./LOG<N>/.
+# directory, which this script then runs. Rank N runs in ./LOG<N>/ (where MindSpore
+# writes its per-process files; GLOG_log_dir=./LOG<N>/ms_log) and logs to
+# ./LOG<N>/pretraining_log.txt; rank 0 writes the metrics into ./LOG0/ and each
+# server's first rank the checkpoints into ./checkpoints/ (save_checkpoint_path).
 # Training settings come from scripts/ascend_distributed_launcher/hyper_parameter_config.ini.
 # A rank table for one server: scripts/ascend_distributed_launcher/hccl_tools.py.
 set -euo pipefail

@@ -280,9 +280,10 @@ def write_hccn_conf(tmp_path, ips):
     return path
 
 
-def test_hccn_conf_that_agrees_is_accepted(tmp_path):
+@pytest.mark.parametrize("flag", ["--hccn_conf", "--hccn_config_file"])  # ours, the zoo's
+def test_hccn_conf_that_agrees_is_accepted(tmp_path, flag):
     hccn = write_hccn_conf(tmp_path, [device_ip(0, d) for d in range(DEVICES_PER_SERVER)])
-    assert len(blocks(generate(tmp_path, write_table(tmp_path, rank_table()), f"--hccn_conf={hccn}"))) == 8
+    assert len(blocks(generate(tmp_path, write_table(tmp_path, rank_table()), f"{flag}={hccn}"))) == 8
 
 
 def test_hccn_conf_disagreeing_with_the_table_is_an_error(tmp_path):
