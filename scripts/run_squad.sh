@@ -9,7 +9,7 @@
 set -euo pipefail
 # The zoo's form: a first argument that is not a --flag is the device id.
 if [ $# -ge 1 ] && [[ "$1" != --* ]]; then DEVICE_ID=$1; shift; fi
-DEVICE_TARGET=${DEVICE_TARGET:-CPU}                 # Ascend | GPU | CPU
+DEVICE_TARGET=${DEVICE_TARGET:-auto}                # auto (Ascend, else GPU, else CPU) | Ascend | GPU | CPU
 DEVICE_ID=${DEVICE_ID:-0}
 DO_TRAIN=${DO_TRAIN:-true}
 DO_EVAL=${DO_EVAL:-true}
