@@ -23,7 +23,7 @@ from src.errors import exit_on_user_error
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
 from src.training import (METRICS_FILE, TrainingPlan, align_to_sinks, build_train_cell, check_no_foreign_checkpoints,
-                          check_training_config, check_writable, data_sink_steps, restore, train)
+                          check_training_config, check_writable, restore, train)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 LOSS_PLOT = "loss.png"
@@ -90,13 +90,12 @@ def main(argv=None):
     check_resume_file(cfg.load_checkpoint_path, rank)
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
-    steps_per_sink = data_sink_steps(cfg.enable_data_sink, cfg.data_sink_steps, ms.get_context("device_target"))
 
     dataset = create_bert_dataset(device_num, rank, cfg.do_shuffle, cfg.data_dir, cfg.schema_dir, cfg.batch_size,
                                   cfg.dataset_format, config.seq_length)
     check_token_ids(dataset, config.vocab_size)
     plan = align_to_sinks(dataclasses.replace(plan_training(cfg, dataset, device_num, rank, local_rank),
-                                              steps_per_sink=steps_per_sink))
+                                              steps_per_sink=device.data_sink_steps))
     if rank == 0:
         check_writable(cfg.output_dir, "output_dir")
     if plan.checkpoint_dir and plan.saves_checkpoints:

@@ -125,6 +125,10 @@ def test_bad_input_stops_before_training(data_dir, tmp_path, capsys):
     args = tiny_args(data_dir, tmp_path)
     expect_error(capsys, args + ["--optimizer=Adagrad"], "optimizer: expected one of Lamb, AdamWeightDecay, Momentum")
     expect_error(capsys, args + ["--accumulation_steps=0"], "accumulation_steps must be at least 1")
+    expect_error(capsys, args + ["--data_sink_steps=0"], "data_sink_steps must be at least 1")
+    expect_error(capsys, args + ["--enable_data_sink=yes"], "enable_data_sink: expected auto, true or false, got 'yes'")
+    expect_error(capsys, args + ["--enable_data_sink=true", "--data_sink_steps=1000"],
+                 "data_sink_steps (1000) exceeds the run's")
     expect_error(capsys, args + ["--do_shuffle=yes"], "--do_shuffle: expected true or false, got 'yes'")
     expect_error(capsys, tiny_args("", tmp_path), "data_dir: no data given")
     expect_error(capsys, tiny_args(tmp_path, tmp_path), "no tfrecord files")
