@@ -364,7 +364,7 @@ class Launch:
     python: str  # the interpreter that runs run_script
     run_script: str  # absolute
     data_dir: str  # absolute
-    hyper_parameter_flags: tuple  # of "--key=value"; with the launcher's save_checkpoint_path unless it sets one
+    hyper_parameter_flags: tuple  # of "--key=value" (`run_flags`)
     log_root: str  # absolute: LOG<rank>/ directories go here
     hccl_time_out: int
 
@@ -395,6 +395,15 @@ def device_block(launch, device, local_rank, cores):
             ""]
 
 
+def run_flags(hyper_parameters, log_root):
+    """`--key=value` for the hyper-parameter file's items, after the launcher's save_checkpoint_path
+    (<log_root>/checkpoints) unless the file sets one."""
+    items = list(hyper_parameters)
+    if "save_checkpoint_path" not in dict(items):
+        items.insert(0, ("save_checkpoint_path", os.path.join(log_root, CHECKPOINT_DIR)))
+    return tuple(f"--{key}={value}" for key, value in items)
+
+
 def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.executable):
     """The generated shell script's text for the parsed `args`.
 
@@ -410,15 +419,13 @@ def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.ex
     check_device_ips(table, server, read_hccn_conf(args.hccn_conf), args.hccn_conf)
     hyper_parameters = read_hyper_parameters(args.hyper_parameter_config_dir)
     log_root = os.path.abspath(log_root or os.getcwd())
-    if "save_checkpoint_path" not in dict(hyper_parameters):
-        hyper_parameters.insert(0, ("save_checkpoint_path", os.path.join(log_root, CHECKPOINT_DIR)))
     if not os.path.isdir(args.data_dir):
         raise LauncherError(f"--data_dir {args.data_dir}: not a directory")
     if not os.path.isfile(args.run_script_dir):
         raise LauncherError(f"--run_script_dir {args.run_script_dir}: no such file")
     launch = Launch(table=table, server=server, python=python, run_script=os.path.abspath(args.run_script_dir),
                     data_dir=os.path.abspath(args.data_dir),
-                    hyper_parameter_flags=tuple(f"--{key}={value}" for key, value in hyper_parameters),
+                    hyper_parameter_flags=run_flags(hyper_parameters, log_root),
                     log_root=log_root, hccl_time_out=args.hccl_time_out)
     cores = core_ranges(len(server.devices), cpu_count) if args.bind_cores else [None] * len(server.devices)
     lines = ["#!/usr/bin/env bash",
