@@ -14,8 +14,9 @@ number of optimizer steps, and around it:
 * saves a checkpoint every `save_checkpoint_steps` steps (atomically; the
   newest `save_checkpoint_num` are kept) holding everything needed to resume:
   weights, optimizer state, loss-scale state and the position in the data;
-* resumes from such a checkpoint: the data pipeline is replayed up to the
-  saved position, so the resumed run sees the same batches in the same order;
+* resumes from such a checkpoint: the data pipeline skips to the saved
+  position (reading and dropping the batches before it, with the same
+  shuffles), so the resumed run sees the same batches in the same order;
 * stops with an error if the gradients stay non-finite at the smallest loss
   scale, keeping the last good checkpoint. The rule is checked where the host
   reads (log and checkpoint steps), so it fires up to `log_every_steps` - 1
@@ -29,13 +30,12 @@ disk; every rank logs.
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import json
 import math
 import os
 import time
-
-import functools
 
 import mindspore as ms
 import numpy as np
@@ -176,6 +176,9 @@ def train(train_cell, dataset, plan, start=None):
     global_step = start["trained_steps"] if start else 0
     micro_done = start["micro_batches_done"] if start else 0
     steps_per_call = plan.steps_per_sink or 1
+    if global_step % steps_per_call:
+        raise TrainingError(f"load_checkpoint_path: its step {global_step} is not a sink boundary of "
+                            f"data_sink_steps={steps_per_call}; resume with a data_sink_steps that divides it")
     run_steps = step_runner(train_cell, dataset, plan, micro_done)
 
     train_cell.set_train(True)

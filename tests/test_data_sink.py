@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import run_pretrain
-from src.training import TrainingError, TrainingPlan, align_to_sinks, data_sink_steps
+from src.training import TrainingError, TrainingPlan, align_to_sinks, data_sink_steps, train
 from tests.test_run_pretrain import data_dir, metrics, tiny_args  # noqa: F401 (data_dir is a fixture)
 
 NO_DROPOUT = ["--model.hidden_dropout_prob=0.0", "--model.attention_probs_dropout_prob=0.0", "--train_steps=6",
@@ -39,6 +39,11 @@ def test_plans_align_to_whole_sinks(capsys):
     assert align_to_sinks(plan()) == plan()  # no sinking: unchanged
     with pytest.raises(TrainingError, match=r"data_sink_steps \(10\) exceeds the run's 6 steps"):
         align_to_sinks(plan(total_steps=6, steps_per_sink=10))
+
+
+def test_a_resume_must_start_at_a_sink_boundary():
+    with pytest.raises(TrainingError, match="its step 4 is not a sink boundary of data_sink_steps=3"):
+        train(None, None, plan(steps_per_sink=3), start={"trained_steps": 4, "micro_batches_done": 4})
 
 
 def test_sinks_give_the_host_loops_losses_and_weights_and_resume_exactly(data_dir, tmp_path):
