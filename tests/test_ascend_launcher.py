@@ -340,7 +340,7 @@ def test_the_zoos_config_path_names_this_repos_yaml():
 
 @pytest.mark.parametrize("content, problem", [
     ("[config]\ndistribute = false\n", "distribute = false: this launcher starts a data-parallel job"),
-    ("[config]\nconfig_path = no.yaml\nbatch_size = 8\n", "config_path: "),
+    ("[config]\nconfig_path = no.yaml\nbatch_size = 8\n", "no.yaml: cannot read config file"),
     ("[config]\nno_such_key = 1\n", "--no_such_key: unknown key"),
     ("[config]\nbatch_size = many\n", "--batch_size: expected an integer, got 'many'"),
     ("[config]\ndevice_num = 8\n", "device_num is set by the launcher"),
@@ -475,3 +475,23 @@ def test_shell_script_runs_the_generated_file(tmp_path):
         words = log.read_text().split()
         assert words[:4] == [str(rank), str(rank), str(tmp_path / f"LOG{rank}"), "True"]
         assert f"--output_dir={tmp_path / f'LOG{rank}'}" in words
+
+
+def test_dry_run_shows_each_ranks_resolved_setup(tmp_path):
+    """The zoo's Ascend run as each rank will resolve it: mixed precision (compute_type auto -> float16),
+    overflow from the NPU's status registers (amp.all_finite), sinking data_sink_steps = 100 of the ini."""
+    script = generate(tmp_path, write_table(tmp_path, rank_table(SERVERS)), f"--server_id={SERVERS[1]}",
+                      "--bind_cores=false")
+    headers = [line for line in script.splitlines() if line.startswith("# rank ")]
+    assert headers == [f"# rank {rank}: device Ascend:{rank - 8}, rank {rank} of 16, compute_type float16, "
+                       "overflow check amp.all_finite, data sink on (100 steps per sink)" for rank in range(8, 16)]
+
+
+def test_dry_run_setup_follows_the_hyper_parameters(tmp_path):
+    """An explicit compute_type and sinking switched off in the ini show in the dry run."""
+    ini = tmp_path / "hyper.ini"
+    ini.write_text("[config]\nenable_data_sink = false\nmodel.compute_type = float32\n")
+    script = generate(tmp_path, write_table(tmp_path, rank_table()), f"--hyper_parameter_config_dir={ini}",
+                      "--bind_cores=false")
+    assert "# rank 0: device Ascend:0, rank 0 of 8, compute_type float32, overflow check amp.all_finite, " \
+           "data sink off" in script

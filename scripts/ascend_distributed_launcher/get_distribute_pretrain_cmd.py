@@ -28,15 +28,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 LAUNCHER_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(LAUNCHER_DIR))
 sys.path.insert(0, REPO)
-from src.config import ConfigError, bool_flag, parse_bool, read_yaml, set_override  # noqa: E402
-from src.device import LAUNCHER_LOCAL_RANK  # noqa: E402
+from src.config import ConfigError, bool_flag, load_config, parse_bool  # noqa: E402
+from src.device import LAUNCHER_LOCAL_RANK, RunSetup, compute_type_for, describe_setup, training_choices  # noqa: E402
 from src.errors import UserError, exit_on_user_error  # noqa: E402
 
+ASCEND = "Ascend"
 DEFAULT_RUN_SCRIPT = os.path.join(REPO, "run_pretrain.py")
 DEFAULT_HYPER_PARAMETERS = os.path.join(LAUNCHER_DIR, "hyper_parameter_config.ini")
 PRETRAIN_CONFIG = os.path.join(REPO, "pretrain_config.yaml")
@@ -330,21 +331,15 @@ def resolve_launcher_keys(items, path):
 
 
 def check_hyper_parameters(items, path):
-    """Apply the values to a copy of the job's YAML, so unknown keys and bad types fail here, not per rank."""
-    yaml_path = dict(items).get("config_path", PRETRAIN_CONFIG)
-    try:
-        values = read_yaml(yaml_path)
-    except ConfigError as error:
-        raise LauncherError(f"{path}: config_path: {error}") from None
-    for key, value in items:
-        if key == "config_path":
-            continue
+    """Load the job's config with these values (its YAML: pretrain_config.yaml or `config_path`), so unknown
+    keys and bad types fail here, not once per rank."""
+    for key, _ in items:
         if key in LAUNCHER_FLAGS:
             raise LauncherError(f"{path}: {key} is set by the launcher; remove it")
-        try:
-            set_override(values, key, value, yaml_path)
-        except ConfigError as error:
-            raise LauncherError(f"{path}: {error}") from None
+    try:
+        load_config(PRETRAIN_CONFIG, [f"--{key}={value}" for key, value in items])
+    except ConfigError as error:
+        raise LauncherError(f"{path}: {error}") from None
 
 
 def core_ranges(device_count, cpu_count):
@@ -367,6 +362,7 @@ class Launch:
     hyper_parameter_flags: tuple  # of "--key=value" (`run_flags`)
     log_root: str  # absolute: LOG<rank>/ directories go here
     hccl_time_out: int
+    setup: RunSetup  # what every rank resolves (`resolved_setup`); device and rank differ per block
 
 
 def device_block(launch, device, local_rank, cores):
@@ -378,7 +374,7 @@ def device_block(launch, device, local_rank, cores):
     it to, or None for no pinning.
     """
     log_dir = os.path.join(launch.log_root, f"LOG{device.rank_id}")
-    command = [launch.python, launch.run_script, "--distribute=true", "--device_target=Ascend",
+    command = [launch.python, launch.run_script, "--distribute=true", f"--device_target={ASCEND}",
                f"--device_id={device.device_id}", f"--device_num={launch.table.rank_size}",
                f"--data_dir={launch.data_dir}", f"--output_dir={log_dir}", *launch.hyper_parameter_flags]
     if cores is not None:
@@ -387,12 +383,22 @@ def device_block(launch, device, local_rank, cores):
                    LAUNCHER_LOCAL_RANK: local_rank, "RANK_SIZE": launch.table.rank_size,
                    "DEVICE_NUM": len(launch.server.devices), "HCCL_CONNECT_TIMEOUT": launch.hccl_time_out,
                    "GLOG_log_dir": os.path.join(log_dir, GLOG_DIR)}
-    return [f"# rank {device.rank_id}: device {device.device_id}",
+    setup = replace(launch.setup, device_id=device.device_id, rank=device.rank_id)
+    return [f"# rank {device.rank_id}: {describe_setup(setup)}",
             f"mkdir -p {shlex.quote(environment['GLOG_log_dir'])}",
             *(f"export {name}={shlex.quote(str(value))}" for name, value in environment.items()),
             f"cd {shlex.quote(log_dir)}",
             f"{shlex.join(command)} > {shlex.quote(os.path.join(log_dir, LOG_FILE))} 2>&1 &",
             ""]
+
+
+def resolved_setup(hyper_parameter_flags, rank_size):
+    """The set-up run_pretrain.py will resolve on an Ascend device with these flags (compute type, overflow
+    check, data sinking), for the dry run to show before anything starts."""
+    cfg = load_config(PRETRAIN_CONFIG, list(hyper_parameter_flags))
+    overflow_check, sink_steps = training_choices(cfg, ASCEND)
+    return RunSetup(ASCEND, None, 0, rank_size, compute_type_for(cfg.model.compute_type, ASCEND), overflow_check,
+                    sink_steps)
 
 
 def run_flags(hyper_parameters, log_root):
@@ -423,10 +429,10 @@ def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.ex
         raise LauncherError(f"--data_dir {args.data_dir}: not a directory")
     if not os.path.isfile(args.run_script_dir):
         raise LauncherError(f"--run_script_dir {args.run_script_dir}: no such file")
+    flags = run_flags(hyper_parameters, log_root)
     launch = Launch(table=table, server=server, python=python, run_script=os.path.abspath(args.run_script_dir),
-                    data_dir=os.path.abspath(args.data_dir),
-                    hyper_parameter_flags=run_flags(hyper_parameters, log_root),
-                    log_root=log_root, hccl_time_out=args.hccl_time_out)
+                    data_dir=os.path.abspath(args.data_dir), hyper_parameter_flags=flags, log_root=log_root,
+                    hccl_time_out=args.hccl_time_out, setup=resolved_setup(flags, table.rank_size))
     cores = core_ranges(len(server.devices), cpu_count) if args.bind_cores else [None] * len(server.devices)
     lines = ["#!/usr/bin/env bash",
              f"# Generated by {os.path.relpath(__file__, REPO)} for server {server.server_id} of {table.path}:",
