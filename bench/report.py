@@ -195,10 +195,12 @@ def build_notes(results, peak, gemm_source):
         generator_note(results),
         threads_note(hf, machine),
     ]
-    unsupported = [key for key, result in results["project"]["models"].items() if "unsupported" in result]
+    project = results["project"]
+    unsupported = {key: result["unsupported"] for group in (project["models"], project["lengths"])
+                   for key, result in group.items() if "unsupported" in result}
     if unsupported:
-        notes.append(f"compute_type {settings['compute_type']} not measured (no kernels on this device): "
-                     + "; ".join(f"{key}: {results['project']['models'][key]['unsupported']}" for key in unsupported))
+        notes.append(f"Not measured with compute_type {settings['compute_type']} (no kernels on this device): "
+                     + "; ".join(f"{key}: {reason}" for key, reason in unsupported.items()))
     if settings["quick"]:
         notes.insert(0, "QUICK SMOKE TEST: tiny shapes and a corpus excerpt; these numbers mean nothing.")
     return notes

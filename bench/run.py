@@ -45,6 +45,7 @@ MIN_REPEATS = 3
 COMPUTE_TYPES = ("auto", "float32", "float16", "bfloat16")
 # Precisions that may lack kernels on CPU: their rows record why instead of stopping the suite.
 OPTIONAL_COMPUTE_TYPES = ("float16", "bfloat16")
+UNSUPPORTED_REASON_CHARS = 100   # of MindSpore's error, in the report's note
 DEFAULT_GENERATOR_WORKERS = min(2, os.cpu_count())   # ours; Google's reference is one process
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 
@@ -126,9 +127,10 @@ def guarded(compute_type, measurement, *args):
     try:
         return measurement(*args)
     except (RuntimeError, TypeError, ValueError) as error:
-        reason = " ".join(line.strip("- ") for line in str(error).splitlines() if any(c.isalpha() for c in line))
-        print(f"  unsupported: {reason[:200]}", flush=True)
-        return {"unsupported": reason[:200]}
+        reason = next((line.strip("- ") for line in str(error).splitlines() if any(c.isalpha() for c in line)),
+                      type(error).__name__)[:UNSUPPORTED_REASON_CHARS]
+        print(f"  unsupported: {reason}", flush=True)
+        return {"unsupported": reason}
 
 
 def generator_corpus(shapes, work_dir):
