@@ -33,6 +33,11 @@ class Row:
         return [self.measurement, self.setting, self.unit, number(self.project), number(self.hf), ratio]
 
 
+def precision_setting(case):
+    """', ours <dtype>' where our models did not run in float32 (Hugging Face always does)."""
+    return "" if case.model["compute_type"] == "float32" else f", ours {case.model['compute_type']}"
+
+
 def samples_per_s(case, result):
     """A fixed-batch result's samples/s; None where not measured (no result, or unsupported)."""
     return case.batch_size / result["seconds"] if result and "seconds" in result else None
@@ -45,8 +50,7 @@ def model_rows(case, ms_result, hf_result, peak_gflops):
         setting += f", {MASKED_POSITIONS} masked"
     elif case.num_labels:
         setting += f", {case.num_labels} classes"
-    if case.model["compute_type"] != "float32":
-        setting += f", ours {case.model['compute_type']}"
+    setting += precision_setting(case)
     samples = [samples_per_s(case, ms_result), samples_per_s(case, hf_result)]
     rows = [Row(case.title, setting, "samples/s", *samples)]
     if case.task == "pretrain":
@@ -61,7 +65,7 @@ def length_row(case, ms_result, hf_result):
     """Samples/s of the real-length passes: no MFU, the two sides pad differently (different work)."""
     mean = f", mean {ms_result['mean_length']:.1f} tokens" if "mean_length" in ms_result else ""
     setting = (f"batch {case.batch_size}, seq ≤ {case.seq_length}, {case.rows} rows{mean}, "
-               f"{case.num_labels} {'tags' if case.task == 'ner' else 'classes'}")
+               f"{case.num_labels} {'tags' if case.task == 'ner' else 'classes'}{precision_setting(case)}")
     return Row(case.title, setting, "samples/s", ms_result.get("samples_per_s"),
                (hf_result or {}).get("samples_per_s"))
 
@@ -196,11 +200,14 @@ def build_notes(results, peak, gemm_source):
         threads_note(hf, machine),
     ]
     project = results["project"]
-    unsupported = {key: result["unsupported"] for group in (project["models"], project["lengths"])
-                   for key, result in group.items() if "unsupported" in result}
+    unsupported = {}  # reason -> rows
+    for group in (project["models"], project["lengths"]):
+        for key, result in group.items():
+            if "unsupported" in result:
+                unsupported.setdefault(result["unsupported"], []).append(key)
     if unsupported:
         notes.append(f"Not measured with compute_type {settings['compute_type']} (no kernels on this device): "
-                     + "; ".join(f"{key}: {reason}" for key, reason in unsupported.items()))
+                     + "; ".join(f"{', '.join(keys)}: {reason}" for reason, keys in unsupported.items()))
     if settings["quick"]:
         notes.insert(0, "QUICK SMOKE TEST: tiny shapes and a corpus excerpt; these numbers mean nothing.")
     return notes
