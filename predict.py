@@ -18,9 +18,14 @@ Empty lines give {"line", "skipped": "empty line"}. Inputs longer than the
 model's sequence are truncated (classifier, ner; a warning counts them) or
 split into windows (squad), exactly as in training and evaluation: the
 tokenization and the post-processing are those of the run scripts.
+
+Checked before any work: the output file is none of the input files and can be
+written (it is written whole, or left as it was); the vocabulary fits the
+model's embedding rows; the labels match the model's classes.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -28,17 +33,20 @@ import yaml
 
 from src import squad
 from src.config import Config, bool_flag, command_parser, concrete_bert_config
-from src.create_finetune_data import Example, RowBuilder
+from src.checkpoint import write_text_atomic
+from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, Example, RowBuilder
 from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS
 from src.device import AUTO, TARGETS, init_device, job_target
 from src.errors import UserError, exit_on_user_error
 from src.export_model import build_predictor
-from src.finetune import load_task_model, predict, rows_dataset
+from src.finetune import check_vocabulary, load_task_model, predict, rows_dataset, warn_truncated
 from src.ner_tagging import tags_to_spans
 from src.tokenization import FullTokenizer
 
 TASKS = ("classifier", "ner", "squad")
-SPECIAL_TOKENS = 2  # [CLS], [SEP]
+LABELLED_TASKS = ("classifier", "ner")
+INPUT_FLAGS = ("input_file", "config", "checkpoint", "vocab_file")
+STANDARD_STREAM = "-"
 
 
 class PredictError(UserError):
@@ -71,19 +79,47 @@ def read_task_config(path, task, device_target):
         raise PredictError(f"--config {path}: not the <task>.yaml of a fine-tuned model ({error})") from None
     if description.get("task") != task:
         raise PredictError(f"--config {path} describes a {description.get('task')!r} model, not --task={task}")
+    if task in LABELLED_TASKS:
+        labels, num_class = description.get("labels"), description.get("num_class")
+        if not (isinstance(labels, list) and len(labels) == num_class):
+            raise PredictError(f"--config {path}: expected labels: a list of num_class ({num_class}) names")
     return config, description
+
+
+def same_file(path, other):
+    """Whether two paths name one existing file, through links and however spelled."""
+    return os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other)
+
+
+def check_output_file(args):
+    """Before any work: --output_file must be none of the input files (writing it would destroy one,
+    however the two paths are spelled) and must be writable as a file."""
+    output = args.output_file
+    if output == STANDARD_STREAM:
+        return
+    for flag in INPUT_FLAGS:
+        source = getattr(args, flag)
+        if source != STANDARD_STREAM and same_file(source, output):
+            raise PredictError(f"--output_file {output} is --{flag} {source}: give another output file")
+    if os.path.isdir(output):
+        raise PredictError(f"--output_file {output}: is a directory, expected a file name")
+    directory = os.path.dirname(os.path.abspath(output))
+    while not os.path.isdir(directory):   # directories still to be made are made in the first existing one
+        directory = os.path.dirname(directory)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PredictError(f"--output_file {output}: cannot write in {directory}")
 
 
 def read_inputs(path):
     """(line number, text) of every input line; the input must be UTF-8."""
-    stream = sys.stdin.buffer if path == "-" else open(path, "rb")
+    stream = sys.stdin.buffer if path == STANDARD_STREAM else open(path, "rb")
     try:
         lines = []
         for number, raw in enumerate(stream, 1):
             try:
                 lines.append((number, raw.decode("utf-8").rstrip("\r\n")))
             except UnicodeDecodeError as error:
-                raise PredictError(f"{'stdin' if path == '-' else path}:{number}: not UTF-8 "
+                raise PredictError(f"{'stdin' if path == STANDARD_STREAM else path}:{number}: not UTF-8 "
                                    f"({error.reason} at byte {error.start})") from None
         return lines
     except OSError as error:
@@ -121,7 +157,7 @@ def tag(lines, config, settings, args, tokenizer):
     (tag_ids,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args.batch_size)
     results = []
     for (number, text), ids in zip(lines, tag_ids):
-        length = min(len(text), config.seq_length - SPECIAL_TOKENS)
+        length = min(len(text), config.seq_length - SPECIAL_TOKENS_PER_TEXT)
         spans = tags_to_spans([labels[i] for i in ids[1:1 + length]], settings["tag_scheme"])
         entities = [{"type": kind, "text": text[start:end + 1], "start": start, "end": end}
                     for kind, start, end in sorted(spans, key=lambda span: span[1])]
@@ -164,12 +200,16 @@ PREDICTORS = {"classifier": classify, "ner": tag, "squad": answer}
 
 
 def write_outputs(path, results):
+    """JSON lines to standard output, or to the file `path` whole (a failure leaves the old file);
+    through a symbolic link to its target, and in place into a device or pipe (/dev/stdout)."""
     text = "".join(json.dumps(result, ensure_ascii=False) + "\n" for result in results)
-    if path == "-":
+    if path == STANDARD_STREAM:
         sys.stdout.write(text)
-        return
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    elif os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        write_text_atomic(text, os.path.realpath(path))
 
 
 @exit_on_user_error
@@ -177,10 +217,12 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.batch_size < 1:
         raise PredictError(f"--batch_size must be at least 1, got {args.batch_size}")
+    check_output_file(args)
     device = Config({"device_target": args.device_target, "device_id": args.device_id,
                      "mode": "GRAPH" if args.graph_mode else "PYNATIVE"})
     config, settings = read_task_config(args.config, args.task, job_target(device))
     tokenizer = FullTokenizer(args.vocab_file, settings.get("do_lower_case", True))
+    check_vocabulary(tokenizer.vocab, args.vocab_file, config.vocab_size, "--vocab_file")
     lines = read_inputs(args.input_file)
     # After the inputs are checked (a bad one is the only line); on stderr, as stdout may be the results.
     init_device(device, config.compute_type, training=False, file=sys.stderr)
@@ -191,9 +233,7 @@ def main(argv=None):
     by_line = {result["line"]: result for result in results}
     write_outputs(args.output_file, [by_line.get(number, {"line": number, "skipped": "empty line"})
                                      for number, _ in lines])
-    if truncated:
-        print(f"warning: {truncated} inputs longer than {config.seq_length - SPECIAL_TOKENS} tokens were truncated",
-              file=sys.stderr)
+    warn_truncated(truncated, config.seq_length - SPECIAL_TOKENS_PER_TEXT)
     print(f"predicted {len(texts)} inputs in {elapsed:.1f} s ({len(texts) / max(elapsed, 1e-9):.1f}/s)",
           file=sys.stderr)
     return results

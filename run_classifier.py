@@ -18,8 +18,8 @@ from src.bert_for_finetune import BertCLS
 from src.config import bert_config, load_config
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
-from src.finetune import (check_label_range, eval_dataset, load_task_model, predict, read_label_map, save_results,
-                          setup, train_task)
+from src.finetune import (check_fine_tuned, check_label_range, eval_dataset, load_task_model, predict, read_label_map,
+                          save_results, setup, train_task)
 from src.finetune_eval_model import BertCLSModel, TaskPredictor
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_classifier_config.yaml")
@@ -76,11 +76,12 @@ def class_names(cfg):
 def main(argv=None):
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
     method, _ = assessment_method.resolve_method(cfg.assessment_method, assessment_method.CLASSIFIER_METHODS)
-    if cfg.label2id_file_path:
-        read_label_map(cfg.label2id_file_path, cfg.num_class)
+    label_map = read_label_map(cfg.label2id_file_path, cfg.num_class) if cfg.label2id_file_path else None
     config = bert_config(cfg)
     setup(cfg, config)
     checkpoint = cfg.load_finetune_checkpoint_path
+    if cfg.do_eval and not cfg.do_train:
+        check_fine_tuned(checkpoint, "classifier", label_map, cfg.label2id_file_path)
     if cfg.do_train:
         check_label_range(cfg, cfg.num_class)
         settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}

@@ -21,13 +21,14 @@ import sys
 from src import assessment_method
 from src.bert_for_finetune import BertNER
 from src.config import ConfigError, bert_config, load_config
-from src.create_finetune_data import read_cluener_rows
+from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, read_cluener_rows
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
-from src.finetune import (check_label_range, eval_dataset, load_task_model, predict, read_label_map, rows_dataset,
-                          save_results, setup, train_task)
+from src.finetune import (check_fine_tuned, check_label_range, check_vocabulary, eval_dataset, load_task_model,
+                          predict, read_label_map, rows_dataset, save_results, setup, train_task, warn_truncated)
 from src.finetune_eval_model import BertNERModel, TaskPredictor
 from src.ner_tagging import infer_scheme, tags_to_spans
+from src.tokenization import load_vocab
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_ner_config.yaml")
 SUBMISSION_FILE = "cluener_predict.json"
@@ -44,6 +45,9 @@ def evaluation_data(cfg, config, label_map, scheme, method):
         raise ConfigError("--vocab_file_path: required to read the CLUENER JSON file eval_data_file_path")
     examples, rows = read_cluener_rows(cfg.eval_data_file_path, cfg.vocab_file_path, label_map, config.seq_length,
                                        scheme, cfg.do_lower_case, cfg.on_error)
+    # One tag per character: a text longer than the sequence loses its tail, as in the converter.
+    max_tokens = config.seq_length - SPECIAL_TOKENS_PER_TEXT
+    warn_truncated(sum(len(example.text) > max_tokens for example in examples), max_tokens)
     return rows_dataset(rows, CLASSIFIER_COLUMNS, cfg.eval_batch_size), examples
 
 
@@ -115,7 +119,11 @@ def main(argv=None):
     label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
     config = bert_config(cfg)
     setup(cfg, config)
+    if cfg.vocab_file_path:
+        check_vocabulary(load_vocab(cfg.vocab_file_path), cfg.vocab_file_path, config.vocab_size, "--vocab_file_path")
     checkpoint = cfg.load_finetune_checkpoint_path
+    if cfg.do_eval and not cfg.do_train:
+        check_fine_tuned(checkpoint, "ner", label_map, cfg.label2id_file_path)
     if cfg.do_train:
         check_label_range(cfg, cfg.num_class)
         network = BertNER(config, True, cfg.num_class, cfg.use_crf)

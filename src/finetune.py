@@ -14,6 +14,7 @@ checkpoint of the task model plus a YAML file holding its `model:` section, so
 
 import json
 import os
+import sys
 
 import mindspore as ms
 import mindspore.dataset as ds
@@ -129,6 +130,70 @@ def load_task_model(model, path):
     load_params_into(model, read_checkpoint(path), path)
     model.set_train(False)
     return model
+
+
+def task_yaml_path(checkpoint):
+    """The `<task>.yaml` that fine-tuning writes next to `<task>.ckpt`."""
+    return os.path.splitext(checkpoint)[0] + ".yaml"
+
+
+def check_fine_tuned(checkpoint, task, label_map=None, label_file=""):
+    """Before evaluating the fine-tuned `checkpoint`: the `<task>.yaml` saved with it must describe `task`,
+    and `label_map` ({label: id}, read from `label_file`) must give every id the label the model learnt,
+    or its predictions would be scored and written under other names. Without the YAML nothing is checked."""
+    path = task_yaml_path(checkpoint)
+    if not os.path.isfile(path):
+        print(f"note: no {path} next to the checkpoint: its task and labels are not checked", file=sys.stderr)
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not the <task>.yaml of a fine-tuned model ({error})") from None
+    saved = saved if isinstance(saved, dict) else {}
+    if saved.get("task") != task:
+        raise ConfigError(f"--load_finetune_checkpoint_path {checkpoint}: {path} describes a "
+                          f"{saved.get('task')!r} model, not {task!r}")
+    if label_map is not None and saved.get("labels") is not None:
+        check_saved_labels(sorted(label_map, key=label_map.get), saved["labels"],
+                           f"--label2id_file_path {label_file} disagrees with the labels saved in {path}")
+
+
+def check_saved_labels(labels, saved_labels, where):
+    """`labels` (in id order) must be the `saved_labels` of a fine-tuned model; `where` opens the error."""
+    if not isinstance(saved_labels, list):
+        raise ConfigError(f"{where}: the saved labels are not a list")
+    # A classifier fine-tuned without label2id_file_path saved its ids as its labels: no names to compare.
+    if saved_labels == [str(index) for index in range(len(saved_labels))]:
+        return
+    if len(labels) != len(saved_labels):
+        raise ConfigError(f"{where}: {len(labels)} labels in the label map, {len(saved_labels)} in the model")
+    for index, (label, saved_label) in enumerate(zip(labels, saved_labels)):
+        if label != saved_label:
+            raise ConfigError(f"{where}: id {index} is {label!r} in the label map, {saved_label!r} in the model")
+
+
+# Embedding tables may hold a few unused rows past the vocabulary, padded for speed (the zoo's 21136 rows
+# hold Google's 21128 Chinese tokens); this many more suggests a different vocabulary.
+EMBEDDING_PADDING_ROWS = 128
+
+
+def check_vocabulary(vocab, vocab_file, vocab_size, flag):
+    """A vocabulary ({token: id}, its specials checked by `load_vocab`) must fit the model's `vocab_size`
+    embedding rows: a larger one is another vocabulary, whose ids name other tokens or no row at all.
+    A much smaller one is a warning (padding rows are normal)."""
+    if len(vocab) > vocab_size:
+        raise ConfigError(f"{flag} {vocab_file}: {len(vocab)} tokens, more than the model's {vocab_size} "
+                          "embedding rows (vocab_size): not the vocabulary the model was trained with")
+    if vocab_size - len(vocab) >= EMBEDDING_PADDING_ROWS:
+        print(f"warning: {flag} {vocab_file}: {len(vocab)} tokens for a model of {vocab_size} embedding rows "
+              "(vocab_size): is it the vocabulary the model was trained with?", file=sys.stderr)
+
+
+def warn_truncated(count, max_tokens):
+    """The one warning for inputs cut to the model's sequence, on stderr (stdout may carry results)."""
+    if count:
+        print(f"warning: {count} inputs longer than {max_tokens} tokens were truncated", file=sys.stderr)
 
 
 def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segment_ids"), pad_last_batch=None):
