@@ -16,7 +16,10 @@ large, nezha; see `bert_model.PRESETS`) that the `model` section then amends:
 
 Any unknown key or badly typed value raises `ConfigError` whose message is one
 line naming the file or flag, the key and what was expected; entry points print
-it and exit non-zero (`src.errors.exit_on_user_error`).
+it and exit non-zero (`src.errors.exit_on_user_error`). So do a float that is not
+finite (`inf`, `nan`, `1e999`, YAML's `.inf`), in a flag or a file: it would
+reach the optimizer and make every weight NaN; and a `--config_path` file that
+lacks keys of the job's own YAML (all are required, except `model` amendments).
 """
 
 import argparse
@@ -24,6 +27,7 @@ import copy
 import dataclasses
 import difflib
 import itertools
+import math
 import os
 import re
 import sys
@@ -33,6 +37,10 @@ import yaml
 
 from src.errors import UserError
 
+# The section of BertConfig amendments: its fields are optional (the preset supplies the rest).
+MODEL_SECTION = "model"
+# Missing keys of a --config_path file named in its error line; the rest are counted.
+MISSING_KEYS_SHOWN = 10
 HELP_FLAGS = ("-h", "--help")
 # Layout of the --help listing: the column where descriptions start, the line width.
 HELP_KEY_WIDTH = 34
@@ -84,6 +92,8 @@ def load_config(default_yaml, argv):
     overrides = parse_overrides(argv)
     yaml_path = overrides.pop("config_path", default_yaml)
     values = read_yaml(yaml_path)
+    if yaml_path != default_yaml:
+        check_has_keys(values, read_yaml(default_yaml), yaml_path, default_yaml)
     model_overrides = {key: raw for key, raw in overrides.items() if key.startswith("model.")}
     for key, raw in overrides.items():
         if key not in model_overrides:
@@ -158,6 +168,9 @@ def read_yaml(path):
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    for key, value in dotted_items(values):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}: {key}: expected a finite number, got {value}")
     return values
 
 
@@ -168,6 +181,40 @@ def read_text(path):
             return f.read()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+
+
+def dotted_items(values, prefix=""):
+    """('a.b', value) for every leaf of a nested mapping (a list's items under its key), in file order."""
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from dotted_items(value, f"{dotted}.")
+        elif isinstance(value, list):
+            yield from ((dotted, item) for item in value)
+        else:
+            yield dotted, value
+
+
+def missing_keys(defaults, values, prefix=""):
+    """Keys of `defaults` absent from `values`, dotted; a missing section is named once, without its keys."""
+    missing = []
+    for key, default in defaults.items():
+        if key not in values:
+            missing.append(f"{prefix}{key}")
+        elif isinstance(default, dict) and isinstance(values[key], dict):
+            missing += missing_keys(default, values[key], f"{prefix}{key}.")
+    return missing
+
+
+def check_has_keys(values, defaults, yaml_path, default_yaml):
+    """A `--config_path` file must hold every key of the job's own YAML (`defaults`): the job reads them all.
+    The `model` section is exempt: its fields amend the preset."""
+    missing = missing_keys({key: value for key, value in defaults.items() if key != MODEL_SECTION}, values)
+    if missing:
+        shown = ", ".join(missing[:MISSING_KEYS_SHOWN])
+        more = f" and {len(missing) - MISSING_KEYS_SHOWN} more" if len(missing) > MISSING_KEYS_SHOWN else ""
+        raise ConfigError(f"--config_path {yaml_path}: missing {len(missing)} key(s) of the job's "
+                          f"{os.path.basename(default_yaml)}: {shown}{more}")
 
 
 def set_override(values, dotted_key, raw, yaml_path):
@@ -202,9 +249,12 @@ def convert(raw, default, where):
             raise ConfigError(f"{where}: expected an integer, got {raw!r}") from None
     if isinstance(default, float):
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise ConfigError(f"{where}: expected a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {raw!r}")
+        return value
     value = yaml.safe_load(raw)
     if isinstance(default, list):
         if not isinstance(value, list):
