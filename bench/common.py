@@ -59,7 +59,7 @@ class Shapes:
 
 FULL_SHAPES = Shapes(gemm_size=2048, pretrain=(("small", 32), ("base", 8)), seq_length=128,
                      finetune_preset="small", classifier_batch_size=32, squad_batch_size=8,
-                     squad_seq_length=384, corpus_lines=0, length_rows=1024, predict_sentences=512)
+                     squad_seq_length=384, corpus_lines=0, length_rows=512, predict_sentences=512)
 QUICK_SHAPES = Shapes(gemm_size=256, pretrain=(("tiny", 4),), seq_length=32, finetune_preset="tiny",
                       classifier_batch_size=4, squad_batch_size=2, squad_seq_length=64, corpus_lines=400,
                       length_rows=64, predict_sentences=32)

@@ -122,7 +122,7 @@ def machine_line(machine):
             f"torch {machine['torch'] or 'not installed'}, "
             f"transformers {machine['transformers'] or 'not installed'}, "
             f"tokenizers {machine['tokenizers'] or 'not installed'}; "
-            f"threads: MindSpore {machine['mindspore_kernel_threads']}, torch {machine['torch_threads']}.")
+            f"threads: MindSpore {machine['mindspore_kernel_threads']}, torch {machine['torch_threads'] or '—'}.")
 
 
 def markdown(rows, notes, machine):
@@ -191,11 +191,11 @@ def build_notes(results, peak, gemm_source):
         "their framework's default threads.",
         "Tokenizer: text → ids of every non-empty line; ours `FullTokenizer` (a fresh one each repetition: "
         "empty word cache), single-threaded Python; Hugging Face `BertTokenizerFast(vocab=our vocab file, "
-        "do_lower_case=True)`, its Rust `tokenizers` backend's `encode_batch` (may use every core); through "
-        "the transformers call `tokenizer(lines)` it is slower: " + ", ".join(
+        "do_lower_case=True)`, its Rust `tokenizers` backend's `encode_batch` (may use every core)"
+        + ("; through the transformers call `tokenizer(lines)` it is slower: " + ", ".join(
             f"{language} {result['transformers_call_mb_per_s']:.2f} MB/s"
-            for language, result in hf.get("tokenizer", {}).items()) + ". 'tokens identical' is the share "
-        "of lines whose ids equal ours.",
+            for language, result in hf["tokenizer"].items()) if hf.get("tokenizer") else "")
+        + ". 'tokens identical' is the share of lines whose ids equal ours.",
         generator_note(results),
         threads_note(hf, machine),
     ]
