@@ -72,6 +72,7 @@ def project_config(yaml_name, flags):
 
 
 def model_flags(preset, seq_length, vocab, compute_type):
+    """The model overrides of a case: preset, sequence length, the vocabulary's size, precision."""
     return [f"--bert_network={preset}", f"--model.seq_length={seq_length}",
             f"--model.vocab_size={vocab_size_of(vocab)}", f"--model.compute_type={compute_type}"]
 
