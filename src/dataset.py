@@ -58,11 +58,20 @@ def data_files(data_dir, dataset_format):
         if not files:
             raise DatasetError(f"data_dir {data_dir}: no {dataset_format} files "
                                f"(names ending in {', '.join(EXTENSIONS[dataset_format])})")
-        return files
+        return refuse_empty_files(files)
     files = data_dir.split(",") if isinstance(data_dir, str) else list(data_dir)
     missing = [path for path in files if not os.path.isfile(path)]
     if missing:
         raise DatasetError(f"data_dir: no such file {missing[0]}")
+    return refuse_empty_files(files)
+
+
+def refuse_empty_files(files):
+    """`files`, unless one is empty (0 bytes): it holds no rows, and MindSpore's reader fails on it with a
+    traceback."""
+    empty = [path for path in files if os.path.getsize(path) == 0]
+    if empty:
+        raise DatasetError(f"{empty[0]}: empty file (0 bytes, no rows); regenerate the data, or remove the file")
     return files
 
 
