@@ -33,6 +33,11 @@ character: a character missing from the vocabulary (or a space) is `[UNK]`.
 Texts longer than `max_seq_length` - 2 are truncated (counted and reported).
 Data errors name file:line; `--on_error=skip` skips such records and counts
 them instead of stopping.
+
+All outputs of a run are written whole or not at all (`src.staging`): a run
+that fails leaves the previous files of `--output_dir` byte-identical and
+nothing new. An input file that the run would replace is refused before any
+work, and no split is ever written empty.
 """
 
 import dataclasses
@@ -47,6 +52,7 @@ from src.config import bool_flag, command_parser
 from src.errors import UserError, exit_on_user_error
 from src.ner_tagging import SCHEMES, TaggingError, label_list, spans_to_tags
 from src.records import schema_json, write_mindrecord, write_tfrecord
+from src.staging import check_inputs_are_not_outputs, staged_outputs
 from src.tokenization import FullTokenizer
 
 TASKS = ("tnews", "cola", "cluener", "squad")
@@ -57,6 +63,8 @@ COLA_COLUMNS = 4
 SPECIAL_TOKENS_PER_TEXT = 2
 OUTSIDE_TAG = "O"
 EXTENSIONS = {"tfrecord": "tfrecord", "mindrecord": "mindrecord"}
+LABEL_MAP_NAME = "label2id.json"
+STATS_NAME = "stats.json"
 # Skipped records and warnings printed (all are in stats.json).
 MESSAGES_SHOWN = 10
 
@@ -309,21 +317,49 @@ def split_examples(examples, dev_fraction, seed):
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     dev_indices = set(order[:round(len(examples) * dev_fraction)])
+    if not 0 < len(dev_indices) < len(examples):
+        empty = "dev" if not dev_indices else "train"
+        raise DataError(f"--dev_fraction {dev_fraction}: {len(examples)} examples leave the {empty} split empty")
     return ([e for i, e in enumerate(examples) if i not in dev_indices],
             [e for i, e in enumerate(examples) if i in dev_indices])
 
 
-def write_rows(output_dir, split, rows, column_types, output_format):
+def records_name(split, output_format):
+    return f"{split}.{EXTENSIONS[output_format]}"
+
+
+def schema_name(split):
+    return f"{split}_schema.json"
+
+
+def raw_name(split, task):
+    """The split's input records, in the input's own format."""
+    return f"{split}.{'tsv' if task == 'cola' else 'json'}"
+
+
+def output_names(args):
+    """Names (fnmatch patterns) of every file a run with `args` writes into --output_dir."""
+    splits = ("train", "dev") if args.dev_fraction else (args.split,)
+    names = [STATS_NAME] + ([] if args.task == "squad" else [LABEL_MAP_NAME])
+    for split in splits:
+        names += [records_name(split, args.output_format) + "*", schema_name(split)]  # * : MindRecord's .db
+        names += [raw_name(split, args.task)] if args.dev_fraction else []
+    return names
+
+
+def write_rows(output_dir, split, rows, column_types, output_format, source):
     """Write `rows` (any iterable: TFRecords are written as they come) and the split's schema;
-    returns (path, number of rows)."""
-    path = os.path.join(output_dir, f"{split}.{EXTENSIONS[output_format]}")
+    returns the number of rows. No rows: DataError naming `source` (an empty file would only fail later)."""
+    path = os.path.join(output_dir, records_name(split, output_format))
     counted = CountingIterator(rows)
     if output_format == "tfrecord":
         write_tfrecord(path, counted)
     else:
         write_mindrecord(path, list(counted), column_types, "bert_finetune")
-    write_json(schema_json(column_types, counted.count), os.path.join(output_dir, f"{split}_schema.json"))
-    return path, counted.count
+    if not counted.count:
+        raise DataError(f"{source}: no rows for the {split} split")
+    write_json(schema_json(column_types, counted.count), os.path.join(output_dir, schema_name(split)))
+    return counted.count
 
 
 class CountingIterator:
@@ -344,13 +380,13 @@ def write_json(value, path):
         f.write("\n")
 
 
-def write_raw(output_dir, split, examples, extension):
-    with open(os.path.join(output_dir, f"{split}.{extension}"), "w", encoding="utf-8") as f:
+def write_raw(output_dir, split, examples, task):
+    with open(os.path.join(output_dir, raw_name(split, task)), "w", encoding="utf-8") as f:
         f.writelines(example.raw + "\n" for example in examples)
 
 
-def convert_labelled_task(args, problems):
-    """tnews, cola, cluener: read, split, label-map, write; returns the stats dict."""
+def convert_labelled_task(args, output_dir, problems):
+    """tnews, cola, cluener: read, split, label-map, write into `output_dir`; returns the stats dict."""
     examples = READERS[args.task](args.input_file, problems)
     if not examples:
         raise DataError(f"{args.input_file}: no usable records")
@@ -365,24 +401,23 @@ def convert_labelled_task(args, problems):
     stats = {"task": args.task, "input_file": args.input_file, "examples": len(examples), "splits": {}}
     for split, split_examples_ in splits.items():
         rows = (builder.row(example) for example in split_examples_)
-        path, count = write_rows(args.output_dir, split, rows, columns, args.output_format)
+        count = write_rows(output_dir, split, rows, columns, args.output_format, args.input_file)
         if args.dev_fraction:
-            write_raw(args.output_dir, split, split_examples_, "tsv" if args.task == "cola" else "json")
-        stats["splits"][split] = {"rows": count, "file": os.path.basename(path)}
-        print(f"{split}: {count} rows -> {path}")
-    write_json(label_map, os.path.join(args.output_dir, "label2id.json"))
+            write_raw(output_dir, split, split_examples_, args.task)
+        stats["splits"][split] = {"rows": count, "file": records_name(split, args.output_format)}
+    write_json(label_map, os.path.join(output_dir, LABEL_MAP_NAME))
     stats["num_labels"] = len(label_map)
     stats["truncated"] = builder.truncated
     return stats
 
 
-def convert_squad_task(args, problems):
+def convert_squad_task(args, output_dir, problems):
     """squad: split by article (with --dev_fraction), then training features for `train`,
-    evaluation features (with unique_ids) for `dev`; returns the stats dict."""
+    evaluation features (with unique_ids) for `dev`, written into `output_dir`; returns the stats dict."""
     from src import squad
     splits = {args.split: args.input_file}
     if args.dev_fraction:
-        splits = split_squad_file(args.input_file, args.output_dir, args.dev_fraction, args.split_seed)
+        splits = split_squad_file(args.input_file, output_dir, args.dev_fraction, args.split_seed)
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
     stats = {"task": "squad", "input_file": args.input_file, "splits": {}}
     for split, path in splits.items():
@@ -392,9 +427,9 @@ def convert_squad_task(args, problems):
         rows = (squad.feature_row(feature, is_training) for feature in squad.iter_features(
             examples, tokenizer, is_training, args.max_seq_length, args.doc_stride, args.max_query_length))
         columns = squad.train_columns(args.max_seq_length) if is_training else squad.eval_columns(args.max_seq_length)
-        output, count = write_rows(args.output_dir, split, rows, columns, args.output_format)
-        stats["splits"][split] = {"questions": len(examples), "rows": count, "file": os.path.basename(output)}
-        print(f"{split}: {len(examples)} questions, {count} windows -> {output}")
+        count = write_rows(output_dir, split, rows, columns, args.output_format, args.input_file)
+        stats["splits"][split] = {"questions": len(examples), "rows": count,
+                                  "file": records_name(split, args.output_format)}
     return stats
 
 
@@ -415,7 +450,7 @@ def split_squad_file(path, output_dir, dev_fraction, seed):
     paths = {}
     for split, keep in (("train", False), ("dev", True)):
         subset = [article for index, article in enumerate(articles) if (index in dev_indices) == keep]
-        paths[split] = os.path.join(output_dir, f"{split}.json")
+        paths[split] = os.path.join(output_dir, raw_name(split, "squad"))
         write_json({"data": subset, "version": dataset.get("version", "1.1")}, paths[split])
     return paths
 
@@ -460,20 +495,32 @@ def check_args(args):
         raise DataError(f"--max_seq_length: expected more than {SPECIAL_TOKENS_PER_TEXT}, got {args.max_seq_length}")
     if not os.path.isfile(args.input_file):
         raise DataError(f"--input_file {args.input_file}: no such file")
+    inputs = {"--input_file": [args.input_file], "--vocab_file": [args.vocab_file]}
+    if args.label_file:
+        inputs["--label_file"] = [args.label_file]
+    check_inputs_are_not_outputs(inputs, args.output_dir, output_names(args))
 
 
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     check_args(args)
-    os.makedirs(args.output_dir, exist_ok=True)
     problems = Problems(args.on_error)
-    if args.task == "squad":
-        stats = convert_squad_task(args, problems)
-    else:
-        stats = convert_labelled_task(args, problems)
-    stats["skipped"], stats["warnings"] = len(problems.skipped), problems.warnings
-    write_json(stats, os.path.join(args.output_dir, "stats.json"))
+    convert = convert_squad_task if args.task == "squad" else convert_labelled_task
+    with staged_outputs(args.output_dir) as staging:
+        stats = convert(args, staging, problems)
+        stats["skipped"], stats["warnings"] = len(problems.skipped), problems.warnings
+        write_json(stats, os.path.join(staging, STATS_NAME))
+    report(args, stats, problems)
+    return stats
+
+
+def report(args, stats, problems):
+    """What was written (printed once it is in place), skipped records, warnings and truncation."""
+    for split, counts in stats["splits"].items():
+        what = (f"{counts['questions']} questions, {counts['rows']} windows" if "questions" in counts
+                else f"{counts['rows']} rows")
+        print(f"{split}: {what} -> {os.path.join(args.output_dir, counts['file'])}")
     for message in problems.skipped[:MESSAGES_SHOWN] + problems.warnings[:MESSAGES_SHOWN]:
         print(f"warning: {message}", file=sys.stderr)
     if problems.skipped:
@@ -481,7 +528,6 @@ def main(argv=None):
     if stats.get("truncated"):
         print(f"warning: {stats['truncated']} inputs longer than {args.max_seq_length - 2} tokens were truncated",
               file=sys.stderr)
-    return stats
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ Determinism: every (copy, document) pair draws from its own random generator
 seeded by (`random_seed`, copy, document), so the output is byte-identical for
 any `--num_workers`. Instances are kept in memory until the global shuffle, as
 in Google's script: split very large corpora into several runs.
+
+Outputs are written whole or not at all (`src.staging`): a failed or killed
+run leaves the previous shards, schema and stats byte-identical. No shard is
+ever empty: with fewer instances than `--num_output_shards`, one shard per
+instance is written (with a note). Input files that the run would replace
+are refused before any work.
 """
 
 import dataclasses
@@ -33,9 +39,7 @@ import logging
 import multiprocessing
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -43,6 +47,7 @@ import numpy as np
 from src.config import bool_flag, command_parser
 from src.errors import UserError, exit_on_user_error
 from src.records import schema_json, write_mindrecord, write_tfrecord
+from src.staging import check_inputs_are_not_outputs, staged_outputs
 from src.tokenization import FullTokenizer, is_cjk
 
 # Seconds between progress lines.
@@ -60,6 +65,8 @@ RANDOM_TOKEN_SHARE_OF_REST = 0.5
 # Smallest sequence: [CLS] a [SEP] b [SEP].
 MIN_SEQ_LENGTH = 5
 SHARD_NAME = "part-{index:05d}-of-{count:05d}.{extension}"
+SHARD_PATTERN = "part-*"
+OTHER_OUTPUTS = ("schema.json", "stats.json")
 
 
 class DataError(UserError):
@@ -141,23 +148,31 @@ def read_documents(files, on_decode_error):
     """Lines of each document, in file order; returns (documents, lines skipped as non-UTF-8)."""
     documents, skipped = [[]], 0
     for path in files:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8").strip()
-                except UnicodeDecodeError as error:
-                    if on_decode_error == "fail":
-                        raise DataError(f"{path}: line {number}: not valid UTF-8 ({error.reason} at byte "
-                                        f"{error.start}); pass --on_decode_error=skip to skip such lines") from None
-                    skipped += 1
-                    continue
-                if line:
-                    documents[-1].append(line)
-                elif documents[-1]:
-                    documents.append([])
+        for number, raw in numbered_lines(path):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as error:
+                if on_decode_error == "fail":
+                    raise DataError(f"{path}: line {number}: not valid UTF-8 ({error.reason} at byte "
+                                    f"{error.start}); pass --on_decode_error=skip to skip such lines") from None
+                skipped += 1
+                continue
+            if line:
+                documents[-1].append(line)
+            elif documents[-1]:
+                documents.append([])
         if documents[-1]:
             documents.append([])  # a new file starts a new document
     return [doc for doc in documents if doc], skipped
+
+
+def numbered_lines(path):
+    """(line number, bytes) of each line of `path`; an unreadable file is a DataError."""
+    try:
+        with open(path, "rb") as f:
+            yield from enumerate(f, start=1)
+    except OSError as error:
+        raise DataError(f"--input_file {path}: cannot read ({error.strerror})") from None
 
 
 # ------------------------------------------------- worker-process state
@@ -358,7 +373,7 @@ def features(instance, max_seq_length, max_predictions_per_seq):
 
 
 def _write_shard(task):
-    """Write shard `index` (every `count`-th instance) into `directory`; returns its file names."""
+    """Write shard `index` of `count` (every `count`-th instance) into `directory`."""
     index, count, directory = task
     options, output_format = _STATE["options"], _STATE["output_format"]
     rows = [features(instance, options.max_seq_length, options.max_predictions_per_seq)
@@ -367,10 +382,9 @@ def _write_shard(task):
     path = os.path.join(directory, name)
     if output_format == "tfrecord":
         write_tfrecord(path, rows)
-        return [name]
-    write_mindrecord(path, rows, columns(options.max_seq_length, options.max_predictions_per_seq),
-                     "bert_pretraining")
-    return [name, name + ".db"]
+    else:
+        write_mindrecord(path, rows, columns(options.max_seq_length, options.max_predictions_per_seq),
+                         "bert_pretraining")
 
 
 def statistics(documents, instances, mask_id, skipped_lines):
@@ -431,10 +445,22 @@ def run_tasks(pool, function, tasks, progress, measure=len):
 
 
 def generate(args):
+    """Check the options and paths, then make the instances and write them; returns the instances."""
     check_options(args)
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
     files = expand_input_files(args.input_file)
-    prepare_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args, files)
+    with staged_outputs(args.output_dir, replaced=(SHARD_PATTERN,)) as staging:
+        instances, options, stats = create_all_instances(args, tokenizer, files)
+        write_outputs(args, staging, options, instances, stats)
+    print(f"wrote {len(instances)} instances in {stats['shards']} {args.output_format} shards to "
+          f"{args.output_dir}: masked fraction {stats['masked_fraction']:.3f}, "
+          f"random next sentence {stats['next_sentence_random_fraction']:.3f}", file=sys.stderr)
+    return instances
+
+
+def create_all_instances(args, tokenizer, files):
+    """Read, tokenize, shuffle, cut and mask: (instances in their final order, MaskingOptions, stats)."""
     text_documents, skipped = read_documents(files, args.on_decode_error)
     if skipped:
         print(f"warning: skipped {skipped} lines that are not valid UTF-8", file=sys.stderr)
@@ -442,10 +468,9 @@ def generate(args):
         raise DataError(f"--input_file: no text in {', '.join(files)}")
     print(f"read {len(files)} files: {len(text_documents)} documents", file=sys.stderr)
 
-    context = multiprocessing.get_context("fork")
     _STATE.update(tokenizer=tokenizer, do_whole_word_mask=args.do_whole_word_mask)
     chunks = [text_documents[i:i + DOCUMENTS_PER_TASK] for i in range(0, len(text_documents), DOCUMENTS_PER_TASK)]
-    with pool_of(context, args.num_workers) as pool:
+    with pool_of(args.num_workers) as pool:
         tokenized = run_tasks(pool, _tokenize_documents, chunks,
                               Progress("tokenizing", len(text_documents), "documents"))
     documents = [document for chunk in tokenized for document in chunk]
@@ -460,16 +485,13 @@ def generate(args):
     _STATE.update(documents=documents, options=options)
     tasks = [(copy, first, min(first + DOCUMENTS_PER_TASK, len(documents)))
              for copy in range(args.dupe_factor) for first in range(0, len(documents), DOCUMENTS_PER_TASK)]
-    with pool_of(context, args.num_workers) as pool:
+    with pool_of(args.num_workers) as pool:
         per_task = run_tasks(pool, _instances_for_documents, tasks,
                              Progress("creating instances", len(tasks) * DOCUMENTS_PER_TASK, "documents"),
                              measure=lambda _: DOCUMENTS_PER_TASK)
     instances = [instance for task_instances in per_task for instance in task_instances]
     random.Random(args.random_seed).shuffle(instances)
-
-    _STATE.update(instances=instances, output_format=args.output_format)
-    write_outputs(args, context, options, instances, statistics(documents, instances, options.mask_id, skipped))
-    return instances
+    return instances, options, statistics(documents, instances, options.mask_id, skipped)
 
 
 def check_options(args):
@@ -484,19 +506,21 @@ def check_options(args):
             raise DataError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
 
 
-def prepare_output_dir(output_dir, overwrite):
-    os.makedirs(output_dir, exist_ok=True)
-    existing = glob.glob(os.path.join(output_dir, "part-*"))
-    if existing and not overwrite:
-        raise DataError(f"--output_dir {output_dir} already holds shards ({os.path.basename(existing[0])}, ...); "
-                        "choose another directory or pass --overwrite=true")
+def check_output_dir(args, input_files):
+    """Before any work: old shards need --overwrite, and no input may be one of the outputs."""
+    existing = sorted(glob.glob(os.path.join(glob.escape(args.output_dir), SHARD_PATTERN)))
+    if existing and not args.overwrite:
+        raise DataError(f"--output_dir {args.output_dir} already holds shards ({os.path.basename(existing[0])}, "
+                        "...); choose another directory or pass --overwrite=true")
+    check_inputs_are_not_outputs({"--input_file": input_files, "--vocab_file": [args.vocab_file]},
+                                 args.output_dir, (SHARD_PATTERN,) + OTHER_OUTPUTS)
 
 
-def pool_of(context, num_workers):
-    """A worker pool, or a stand-in context with no pool for a single worker."""
+def pool_of(num_workers):
+    """A pool of forked workers (they inherit _STATE), or a stand-in context with no pool for one worker."""
     if num_workers == 1:
         return _NoPool()
-    return context.Pool(num_workers)
+    return multiprocessing.get_context("fork").Pool(num_workers)
 
 
 class _NoPool:
@@ -507,29 +531,26 @@ class _NoPool:
         return False
 
 
-def write_outputs(args, context, options, instances, stats):
-    """Write shards into a temporary directory, then move them into place (no partial shard is
-    ever visible under its final name), replacing old shards only after all new ones exist."""
-    staging = tempfile.mkdtemp(prefix=".tmp-", dir=args.output_dir)
-    try:
-        tasks = [(index, args.num_output_shards, staging) for index in range(args.num_output_shards)]
-        with pool_of(context, min(args.num_workers, args.num_output_shards)) as pool:
-            names = run_tasks(pool, _write_shard, tasks, Progress("writing", len(tasks), "shards"),
-                              measure=lambda _: 1)
-        with open(os.path.join(staging, "schema.json"), "w", encoding="utf-8") as f:
-            json.dump(schema_json(columns(options.max_seq_length, options.max_predictions_per_seq), len(instances)), f,
-                      indent=2)
-        with open(os.path.join(staging, "stats.json"), "w", encoding="utf-8") as f:
-            json.dump(stats, f, indent=2)
-        for old in glob.glob(os.path.join(args.output_dir, "part-*")):
-            os.remove(old)
-        for name in [name for shard in names for name in shard] + ["schema.json", "stats.json"]:
-            os.replace(os.path.join(staging, name), os.path.join(args.output_dir, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    print(f"wrote {len(instances)} instances in {args.num_output_shards} {args.output_format} shards to "
-          f"{args.output_dir}: masked fraction {stats['masked_fraction']:.3f}, "
-          f"random next sentence {stats['next_sentence_random_fraction']:.3f}", file=sys.stderr)
+def write_outputs(args, staging, options, instances, stats):
+    """Write the shards, schema.json and stats.json into `staging` (moved into place by `staged_outputs`)."""
+    stats["shards"] = shard_count(args.num_output_shards, len(instances))
+    _STATE.update(instances=instances, output_format=args.output_format)
+    tasks = [(index, stats["shards"], staging) for index in range(stats["shards"])]
+    with pool_of(min(args.num_workers, stats["shards"])) as pool:
+        run_tasks(pool, _write_shard, tasks, Progress("writing", len(tasks), "shards"), measure=lambda _: 1)
+    schema = schema_json(columns(options.max_seq_length, options.max_predictions_per_seq), len(instances))
+    for name, value in zip(OTHER_OUTPUTS, (schema, stats)):
+        with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=2)
+
+
+def shard_count(requested, num_instances):
+    """`requested`, or one shard per instance when there are fewer: an empty shard would only fail later."""
+    if num_instances >= requested:
+        return requested
+    print(f"note: {num_instances} instances: writing {num_instances} shards instead of "
+          f"--num_output_shards={requested}, so that none is empty", file=sys.stderr)
+    return num_instances
 
 
 @exit_on_user_error

@@ -4,7 +4,8 @@ A row is {column name: 1-D NumPy array}; int64 arrays become Int64List
 features, float32 arrays FloatList features. Every data-making command
 (pretraining, fine-tuning) writes through these functions, and
 `schema_json` describes the result in the model zoo's schema format, which
-`src.dataset` checks before reading.
+`src.dataset` checks before reading. A writer that fails (e.g. a full disk)
+raises OSError with the writer's one-line reason, whatever library raised it.
 """
 
 import os
@@ -27,11 +28,15 @@ def write_tfrecord(path, rows):
             return tf.train.Feature(float_list=tf.train.FloatList(value=values))
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
-    with tf.io.TFRecordWriter(path) as writer:
-        for row in rows:
-            example = tf.train.Example(features=tf.train.Features(
-                feature={name: feature(values) for name, values in row.items()}))
-            writer.write(example.SerializeToString())
+    try:
+        with tf.io.TFRecordWriter(path) as writer:
+            for row in rows:
+                example = tf.train.Example(features=tf.train.Features(
+                    feature={name: feature(values) for name, values in row.items()}))
+                writer.write(example.SerializeToString())
+    except tf.errors.OpError as error:
+        # TensorFlow's message is "<path>; <reason>", e.g. "...; No space left on device".
+        raise OSError(error.message.rsplit("; ", 1)[-1]) from None
 
 
 def write_mindrecord(path, rows, column_types, schema_name="bert"):
@@ -42,13 +47,23 @@ def write_mindrecord(path, rows, column_types, schema_name="bert"):
     """
     from mindspore.mindrecord import FileWriter
 
-    writer = FileWriter(path, shard_num=1, overwrite=True)
-    writer.set_page_size(MINDRECORD_PAGE_SIZE)
-    writer.add_schema({name: {"type": dtype, "shape": [-1]} for name, (dtype, _) in column_types.items()},
-                      schema_name)
-    if rows:
-        writer.write_raw_data(rows)
-    writer.commit()
+    try:
+        writer = FileWriter(path, shard_num=1, overwrite=True)
+        writer.set_page_size(MINDRECORD_PAGE_SIZE)
+        writer.add_schema({name: {"type": dtype, "shape": [-1]} for name, (dtype, _) in column_types.items()},
+                          schema_name)
+        if rows:
+            writer.write_raw_data(rows)
+        writer.commit()
+    except RuntimeError as error:
+        raise OSError(mindspore_reason(str(error))) from None
+
+
+def mindspore_reason(message):
+    """The "[ERROR] ..." line of a MindSpore data error (the rest is framing and a C++ stack)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    reasons = [line.removeprefix("[ERROR]").strip() for line in lines if line.startswith("[ERROR]")]
+    return (reasons or lines or ["MindRecord writer failed"])[0]
 
 
 def schema_json(column_types, num_rows):
