@@ -151,7 +151,7 @@ def check_fine_tuned(checkpoint, task, label_map=None, label_file=""):
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: not the <task>.yaml of a fine-tuned model ({error})") from None
     saved = saved if isinstance(saved, dict) else {}
-    if saved.get("task") != task:
+    if saved.get("task") not in (None, task):  # None: a file that does not say (a converted encoder)
         raise ConfigError(f"--load_finetune_checkpoint_path {checkpoint}: {path} describes a "
                           f"{saved.get('task')!r} model, not {task!r}")
     if label_map is not None and saved.get("labels") is not None:
@@ -159,12 +159,17 @@ def check_fine_tuned(checkpoint, task, label_map=None, label_file=""):
                            f"--label2id_file_path {label_file} disagrees with the labels saved in {path}")
 
 
+def unnamed_labels(count):
+    """The label lists that name no class: the ids as strings (a classifier fine-tuned without
+    label2id_file_path) and Hugging Face's defaults (an imported model whose config.json names none)."""
+    return [str(index) for index in range(count)], [f"LABEL_{index}" for index in range(count)]
+
+
 def check_saved_labels(labels, saved_labels, where):
     """`labels` (in id order) must be the `saved_labels` of a fine-tuned model; `where` opens the error."""
     if not isinstance(saved_labels, list):
         raise ConfigError(f"{where}: the saved labels are not a list")
-    # A classifier fine-tuned without label2id_file_path saved its ids as its labels: no names to compare.
-    if saved_labels == [str(index) for index in range(len(saved_labels))]:
+    if saved_labels in unnamed_labels(len(saved_labels)):
         return
     if len(labels) != len(saved_labels):
         raise ConfigError(f"{where}: {len(labels)} labels in the label map, {len(saved_labels)} in the model")

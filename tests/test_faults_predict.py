@@ -12,7 +12,8 @@ import predict
 import run_classifier
 import run_ner
 from src.bert_model import BertConfig
-from src.finetune import EMBEDDING_PADDING_ROWS, check_vocabulary
+from src.config import ConfigError
+from src.finetune import EMBEDDING_PADDING_ROWS, check_saved_labels, check_vocabulary
 from src.finetune_eval_model import BertCLSModel, BertNERModel
 from src.ner_tagging import label_list
 from tests.helpers import tiny_config
@@ -224,3 +225,12 @@ def test_predict_refuses_a_config_whose_labels_are_not_its_classes(models, tmp_p
     line = refused(predict.main, [models["classifier"][0], f"--config={config}", models["classifier"][2],
                                   f"--vocab_file={models['vocab']}"], capsys)
     assert line == f"error: --config {config}: expected labels: a list of num_class (4) names"
+
+
+def test_a_model_saved_without_class_names_takes_any_label_map_and_a_named_one_is_compared():
+    for unnamed in (["0", "1", "2"], ["LABEL_0", "LABEL_1", "LABEL_2"]):   # ours, Hugging Face's defaults
+        check_saved_labels(CLASSES, unnamed, "labels")
+    with pytest.raises(ConfigError, match="^labels: id 2 is 'neutral' in the label map, '2' in the model$"):
+        check_saved_labels(CLASSES, ["negative", "positive", "2"], "labels")
+    with pytest.raises(ConfigError, match="^labels: 3 labels in the label map, 2 in the model$"):
+        check_saved_labels(CLASSES, ["negative", "positive"], "labels")
