@@ -2,8 +2,12 @@
 
 All loaders read TFRecord or MindRecord files (a directory, or a list of files),
 shard the rows across devices, optionally shuffle, cast integer columns to
-int32 (the model's input type), and batch. A schema file, when given, is
-checked against the files before anything is read in bulk.
+int32 (the model's input type), and batch. Before that, every file is read
+once in full (`src.record_check`): TFRecord checksums verified, every column's
+length and value range summarised, so that a damaged file, another task's data
+or an id the model cannot embed stops the job in one line before the first
+step (`check_task_data` compares the ranges with the task and model). A schema
+file, when given, is checked against the files too.
 
 Sharding: when the number of files is a multiple of `device_num`, each device
 reads whole files and every row is read exactly once. Otherwise rows are split
@@ -19,6 +23,7 @@ dropping the padding rows' results, so one graph serves every batch.
 """
 
 import bisect
+import dataclasses
 import glob
 import json
 import os
@@ -28,7 +33,7 @@ import mindspore.dataset as ds
 import numpy as np
 from mindspore.dataset import transforms
 
-from src.errors import UserError
+from src.record_check import DatasetError, Expect, check_columns, summarize
 
 PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels",
                     "masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
@@ -42,10 +47,6 @@ EXTENSIONS = {"tfrecord": (".tfrecord", ".tf_record", ".record"), "mindrecord": 
 DEFAULT_PARALLEL_WORKERS = min(4, os.cpu_count() or 1)
 # Targets where each new input shape costs a slow graph compilation: batches keep one shape there.
 FIXED_SHAPE_TARGETS = ("Ascend",)
-
-
-class DatasetError(UserError):
-    """Data files or schema are missing or disagree with what the job needs."""
 
 
 def data_files(data_dir, dataset_format):
@@ -96,8 +97,10 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
         mindspore.dataset.Dataset yielding `columns`, int32 except float columns.
     """
     files = data_files(data_dir, dataset_format)
-    first_row = read_first_row(files[0], columns, dataset_format)
-    lengths = {column: int(values.size) for column, values in first_row.items()}
+    summaries = summarize(files, dataset_format)
+    check_columns(summaries, {column: Expect() for column in columns})
+    _, first_file = summaries[files[0]]
+    lengths = {column: first_file[column].length for column in columns}
     num_rows = check_schema(schema_dir, columns, lengths, files[0]) if schema_dir else None
     if num_rows:
         print(f"{schema_dir}: numRows {num_rows}: at most {num_rows} rows are read"
@@ -113,7 +116,7 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
         # with the training step for the cores.
         schema = ds.Schema()
         for column in columns:
-            schema.add_column(column, de_type=ms.int32 if first_row[column].dtype.kind in "iu" else ms.float32,
+            schema.add_column(column, de_type=ms.float32 if first_file[column].is_float else ms.int32,
                               shape=[lengths[column]])
         dataset = ds.TFRecordDataset(files, schema=schema, shuffle=ds.Shuffle.GLOBAL if do_shuffle else False,
                                      shard_equal_rows=len(files) % device_num != 0, **reading)
@@ -121,7 +124,7 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
         dataset = ds.MindDataset(files, columns_list=list(columns), shuffle=do_shuffle, **reading)
         to_int32 = transforms.TypeCast(ms.int32)
         for column in columns:
-            if first_row[column].dtype.kind in "iu":  # int64 on disk -> int32 for the model
+            if not first_file[column].is_float:  # int64 on disk -> int32 for the model
                 dataset = dataset.map(operations=to_int32, input_columns=column,
                                       num_parallel_workers=num_parallel_workers)
     if dataset.get_dataset_size() == 0:
@@ -202,23 +205,6 @@ def bucket_by_length(dataset, row_lengths, bucket_list, batch_size, drop_remaind
                                           [batch_size] * len(buckets), drop_remainder=drop_remainder)
 
 
-def read_first_row(path, columns, dataset_format):
-    """{column: values} of the first row of `path`; missing columns raise."""
-    try:
-        if dataset_format == "tfrecord":
-            reader = ds.TFRecordDataset([path], shuffle=False, num_samples=1)
-        else:
-            reader = ds.MindDataset([path], shuffle=False, num_samples=1)
-        row = next(reader.create_dict_iterator(output_numpy=True, num_epochs=1))
-    except (RuntimeError, StopIteration) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no rows"
-        raise DatasetError(f"{path}: cannot read a {dataset_format} row ({reason})") from None
-    missing = [column for column in columns if column not in row]
-    if missing:
-        raise DatasetError(f"{path}: missing columns {', '.join(missing)} (has {', '.join(sorted(row))})")
-    return {column: row[column] for column in columns}
-
-
 def check_schema(schema_path, columns, lengths, data_path):
     """The schema file must list `columns` with the lengths the data files have.
 
@@ -243,6 +229,42 @@ def check_schema(schema_path, columns, lengths, data_path):
             raise DatasetError(f"{schema_path}: column {column} has shape {shape}, but {data_path} "
                                f"holds {lengths[column]} values")
     return num_rows or None
+
+
+def token_columns(config):
+    """What every model input accepts: `seq_length` values per row; ids the embedding tables hold."""
+    seq = config.seq_length
+    return {"input_ids": Expect(seq, 0, config.vocab_size - 1, f"model.vocab_size {config.vocab_size}"),
+            "input_mask": Expect(seq, 0, 1, "an attention mask"),
+            "segment_ids": Expect(seq, 0, config.type_vocab_size - 1,
+                                  f"model.type_vocab_size {config.type_vocab_size}")}
+
+
+def task_columns(task, config, num_class=None):
+    """{column: Expect} of `task`'s data ("pretraining", "classifier", "ner", "squad training" or
+    "squad evaluation") for a model of BertConfig `config` and `num_class` labels."""
+    seq = config.seq_length
+    tokens = token_columns(config)
+    position = Expect(1, 0, seq - 1, f"model.seq_length {seq}")
+    labels = Expect(None, 0, (num_class or 0) - 1, f"--num_class={num_class}")
+    extra = {  # masked-LM columns: max_predictions_per_seq values, whatever the data was made with
+        "pretraining": {"next_sentence_labels": Expect(1, 0, 1, "next-sentence labels"),
+                        "masked_lm_positions": dataclasses.replace(position, length=None),
+                        "masked_lm_ids": dataclasses.replace(tokens["input_ids"], length=None),
+                        "masked_lm_weights": Expect(None, 0, 1, "masked-LM weights")},
+        "classifier": {"label_ids": dataclasses.replace(labels, length=1)},           # one label per row
+        "ner": {"label_ids": dataclasses.replace(labels, length=seq)},                # one label per token
+        "squad training": {"start_positions": position, "end_positions": position},
+        "squad evaluation": {"unique_ids": Expect(1)},
+    }[task]
+    return {**tokens, **extra}
+
+
+def check_task_data(data_dir, dataset_format, task, config, num_class=None):
+    """Every row of `data_dir` must fit `task` and the model (`task_columns`): one line naming the file,
+    column and what the task expects otherwise. Reads each file once (kept for the loaders)."""
+    files = data_files(data_dir, dataset_format)
+    check_columns(summarize(files, dataset_format), task_columns(task, config, num_class), f"the {task} task")
 
 
 def create_bert_dataset(device_num=1, rank=0, do_shuffle=True, data_dir=None, schema_dir="", batch_size=32,
