@@ -45,6 +45,7 @@ def staging_prefix():
 
 
 def process_alive(pid):
+    """Whether a process `pid` exists on this host (a reused pid counts as alive: its entry is kept)."""
     try:
         os.kill(pid, 0)  # signal 0: only checks that the process exists
     except ProcessLookupError:
@@ -163,6 +164,7 @@ def commit(staging, output_dir, replaced):
 
 
 def fsync(path):
+    """Flush a file's data, or a directory's entries, to disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
