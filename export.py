@@ -21,7 +21,7 @@ from src.config import HELP_FLAGS, ConfigError, bert_config, convert, load_confi
 from src.device import init_device, job_target
 from src.errors import exit_on_user_error
 from src.export_model import FILE_SUFFIXES, INPUT_NAMES, TASKS, build_predictor, export_predictor, load_weights
-from src.training import check_writable
+from src.run_directory import check_writable
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_config.yaml")
 # Flags of the model zoo's export scripts spelled differently here: {zoo flag: our key}.

@@ -3,7 +3,9 @@
     python pretrain_eval.py --data_dir=EVAL_DIR --load_checkpoint_path=CKPT [--key=value ...]
 
 Reads pretrain_config.yaml (the model must match the checkpoint's) and prints
-one JSON object, also written to <output_dir>/eval_results.json.
+one JSON object, also written (whole, or not at all) to <output_dir>/eval_results.json.
+A checkpoint holding inf or NaN is refused, and so are results that are not
+finite (JSON has no NaN).
 The masked-LM figures are weighted by `masked_lm_weights` (padded prediction
 slots do not count). `mlm_majority_accuracy` is the accuracy of always
 predicting the most frequent masked token of the evaluation set: the floor a
@@ -16,7 +18,6 @@ from the context, while the other 10% can be copied from the input.
 """
 
 import collections
-import json
 import math
 import os
 import sys
@@ -26,11 +27,12 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.bert_for_pre_training import BertPreTraining, masked_lm_nll
-from src.checkpoint import load_params_into, read_checkpoint
+from src.checkpoint import finite_json, load_params_into, read_checkpoint, write_text_atomic
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import PRETRAIN_COLUMNS, DatasetError, create_dataset, fixed_shapes, pad_rows
 from src.device import init_device
 from src.errors import exit_on_user_error
+from src.run_directory import check_not_replacing, hold_directories
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 RESULTS_FILE = "eval_results.json"
@@ -97,10 +99,19 @@ def evaluate(metrics_net, dataset, pad_last_batch=None):
     mlm_loss = nll / weight
     return {"sequences": sequences, "masked_tokens": int(weight),
             "mlm_accuracy": correct / weight, "mlm_accuracy_replaced": replaced_correct / max(replaced, 1.0),
-            "mlm_loss": mlm_loss, "mlm_perplexity": math.exp(mlm_loss),
+            "mlm_loss": mlm_loss, "mlm_perplexity": perplexity(mlm_loss),
             "mlm_majority_accuracy": max(label_counts.values()) / weight,
             "nsp_accuracy": nsp_correct / sequences,
             "nsp_majority_accuracy": max(random_next, sequences - random_next) / sequences}
+
+
+def perplexity(loss):
+    """exp(loss); inf where that overflows a float (loss above about 709), so that the results are refused
+    as not finite rather than ending in an OverflowError."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
 
 
 @exit_on_user_error
@@ -108,8 +119,18 @@ def main(argv=None):
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
     if not cfg.load_checkpoint_path:
         raise ConfigError("--load_checkpoint_path: the checkpoint to evaluate is required")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"--batch_size must be at least 1, got {cfg.batch_size}")
     config = bert_config(cfg)
     init_device(cfg, config.compute_type, training=False)
+    with hold_directories([(cfg.output_dir, "output_dir")]):  # "": the results are printed only
+        if cfg.output_dir:
+            check_not_replacing([(os.path.join(cfg.output_dir, RESULTS_FILE), "output_dir")], cfg.overwrite)
+        return evaluate_checkpoint(cfg, config)
+
+
+def evaluate_checkpoint(cfg, config):
+    """Evaluate `load_checkpoint_path` on `data_dir`: print the results and write them into `output_dir`."""
     dataset = create_dataset(cfg.data_dir, PRETRAIN_COLUMNS, cfg.batch_size, schema_dir=cfg.schema_dir,
                              dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
     metrics_net = PretrainingMetrics(config)
@@ -118,11 +139,11 @@ def main(argv=None):
                      ignore_unexpected=True)
     metrics_net.set_train(False)
     results = evaluate(metrics_net, dataset)
-    print(json.dumps(results, indent=2))
+    results_path = os.path.join(cfg.output_dir, RESULTS_FILE)
+    text = finite_json(results, results_path if cfg.output_dir else "results", indent=2)
+    print(text)
     if cfg.output_dir:
-        os.makedirs(cfg.output_dir, exist_ok=True)
-        with open(os.path.join(cfg.output_dir, RESULTS_FILE), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        write_text_atomic(text + "\n", results_path)
     return results
 
 

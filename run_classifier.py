@@ -18,7 +18,7 @@ from src.bert_for_finetune import BertCLS
 from src.config import bert_config, load_config
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
-from src.finetune import (check_fine_tuned, check_label_range, eval_dataset, load_task_model, predict, read_label_map,
+from src.finetune import (check_fine_tuned, check_job_data, eval_dataset, load_task_model, predict, read_label_map,
                           save_results, setup, train_task)
 from src.finetune_eval_model import BertCLSModel, TaskPredictor
 
@@ -78,18 +78,18 @@ def main(argv=None):
     method, _ = assessment_method.resolve_method(cfg.assessment_method, assessment_method.CLASSIFIER_METHODS)
     label_map = read_label_map(cfg.label2id_file_path, cfg.num_class) if cfg.label2id_file_path else None
     config = bert_config(cfg)
-    setup(cfg, config)
-    checkpoint = cfg.load_finetune_checkpoint_path
-    if cfg.do_eval and not cfg.do_train:
-        check_fine_tuned(checkpoint, "classifier", label_map, cfg.label2id_file_path)
-    if cfg.do_train:
-        check_label_range(cfg, cfg.num_class)
-        settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}
-        checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS, "classifier",
-                                settings)
-    if cfg.do_eval:
-        return evaluate(cfg, config, checkpoint, method)
-    return None
+    with setup(cfg, config, "classifier"):  # holds output_dir (and the model directory) until the job ends
+        checkpoint = cfg.load_finetune_checkpoint_path
+        check_job_data(cfg, config, "classifier")
+        if cfg.do_eval and not cfg.do_train:
+            check_fine_tuned(checkpoint, "classifier", label_map, cfg.label2id_file_path)
+        if cfg.do_train:
+            settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}
+            checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS,
+                                    "classifier", settings)
+        if cfg.do_eval:
+            return evaluate(cfg, config, checkpoint, method)
+        return None
 
 
 if __name__ == "__main__":

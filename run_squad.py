@@ -23,7 +23,7 @@ from src.bert_for_finetune import BertSquad
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import SQUAD_EVAL_COLUMNS, SQUAD_TRAIN_COLUMNS
 from src.errors import exit_on_user_error
-from src.finetune import eval_dataset, load_task_model, predict, save_results, setup, train_task
+from src.finetune import check_job_data, eval_dataset, load_task_model, predict, save_results, setup, train_task
 from src.finetune_eval_model import NUM_SPAN_LOGITS, BertSquadModel, TaskPredictor
 from src.tokenization import FullTokenizer
 
@@ -78,15 +78,16 @@ def main(argv=None):
         raise ConfigError(f"--num_class: SQuAD's head has {NUM_SPAN_LOGITS} outputs (start and end logits), "
                           f"got {cfg.num_class}")
     config = bert_config(cfg)
-    setup(cfg, config)
-    checkpoint = cfg.load_finetune_checkpoint_path
-    if cfg.do_train:
-        settings = {key: getattr(cfg, key) for key in ("do_lower_case", "doc_stride", "max_query_length",
-                                                          "n_best_size", "max_answer_length")}
-        checkpoint = train_task(cfg, config, BertSquad(config, True), SQUAD_TRAIN_COLUMNS, "squad", settings)
-    if cfg.do_eval:
-        return evaluate(cfg, config, checkpoint)
-    return None
+    with setup(cfg, config, "squad"):  # holds output_dir (and the model directory) until the job ends
+        checkpoint = cfg.load_finetune_checkpoint_path
+        check_job_data(cfg, config, "squad")
+        if cfg.do_train:
+            settings = {key: getattr(cfg, key) for key in ("do_lower_case", "doc_stride", "max_query_length",
+                                                              "n_best_size", "max_answer_length")}
+            checkpoint = train_task(cfg, config, BertSquad(config, True), SQUAD_TRAIN_COLUMNS, "squad", settings)
+        if cfg.do_eval:
+            return evaluate(cfg, config, checkpoint)
+        return None
 
 
 if __name__ == "__main__":

@@ -2,17 +2,24 @@
 
 MindSpore's `save_checkpoint` writes in place without fsync, so a crash while
 saving can leave a truncated file where the last good checkpoint was; and
-`load_param_into_net` silently skips missing or unexpected names. The two
-functions here close those gaps.
+`load_param_into_net` silently skips missing or unexpected names. The
+functions here close those gaps, and refuse inf and NaN: in a checkpoint that
+is read (the training that wrote it diverged) and in a JSON results file
+(`NaN` is not JSON).
 """
 
+import contextlib
 import hashlib
+import json
+import math
 import os
 import tempfile
 
 import mindspore as ms
+import numpy as np
 
 from src.errors import UserError
+from src.staging import STAGING_PREFIX, OutputError
 
 
 # mkstemp creates files readable by the owner only; configs are for everyone.
@@ -23,27 +30,36 @@ class CheckpointMismatchError(UserError):
     """A checkpoint is unreadable, or its names or shapes do not match the network."""
 
 
+class NonFiniteError(UserError):
+    """A checkpoint or a results file would hold inf or NaN."""
+
+
 def replace_atomically(path, write, suffix="", mode=None):
     """Make `path` by `write(temporary_path)`, atomically.
 
     The temporary file is in the same directory; once written it gets `mode`
     (if given), is flushed to disk, and is renamed over `path`: readers see the
     old file or the new one, never a partial one. A failure leaves no
-    temporary file behind.
+    temporary file behind, and an OSError (a full disk, a read-only directory)
+    becomes an OutputError naming `path`.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
+    tmp_path = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=suffix, dir=directory)
+        os.close(fd)
         write(tmp_path)
         if mode is not None:
             os.chmod(tmp_path, mode)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error}); any previous file there is "
+                          "unchanged") from None
     finally:
-        if os.path.exists(tmp_path):
+        if tmp_path and os.path.exists(tmp_path):
             os.remove(tmp_path)
 
 
@@ -52,8 +68,14 @@ def save_checkpoint_atomic(params, path, append_dict=None):
 
     `append_dict` adds named scalars (e.g. the training step) to the file.
     """
-    replace_atomically(path, lambda tmp_path: ms.save_checkpoint(params, tmp_path, append_dict=append_dict),
-                       suffix=".ckpt")
+    def write(tmp_path):
+        try:
+            ms.save_checkpoint(params, tmp_path, append_dict=append_dict)
+        finally:
+            # MindSpore writes <name>.tmp and renames it to <name>.ckpt: a failed save leaves it behind.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.splitext(tmp_path)[0] + ".tmp")
+    replace_atomically(path, write, suffix=".ckpt")
 
 
 def write_text_atomic(text, path):
@@ -62,6 +84,42 @@ def write_text_atomic(text, path):
         with open(tmp_path, "w", encoding="utf-8") as f:
             f.write(text)
     replace_atomically(path, write, mode=TEXT_FILE_MODE)
+
+
+def finite_json(value, where, **dumps_options):
+    """`json.dumps(value)` refusing inf and NaN, which Python would write as `NaN`/`Infinity` (not JSON):
+    NonFiniteError names `where` and the first such entry."""
+    try:
+        return json.dumps(value, allow_nan=False, **dumps_options)
+    except ValueError:
+        key, item = next((key, item) for key, item in json_leaves(value)
+                         if isinstance(item, float) and not math.isfinite(item))
+        raise NonFiniteError(f"{where}: not written: {key} is {item}, and JSON holds finite numbers only "
+                             "(the model's outputs are not finite)") from None
+
+
+def json_leaves(value, prefix=""):
+    """(dotted key, leaf) of nested dicts and lists, in order; list items are keyed by index."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    if items is None:
+        yield prefix, value
+        return
+    for key, item in items:
+        yield from json_leaves(item, f"{prefix}.{key}" if prefix else str(key))
+
+
+def first_non_finite(named_tensors):
+    """The name of the first float tensor of `(name, Tensor)` pairs holding inf or NaN, else None.
+
+    Checked on the host: for BERT-base's weights and Adam moments (410M
+    floats) 0.1 s on CPU, where a full on-device reduction takes ~1 s; on a
+    device it is one copy of what a checkpoint save copies anyway.
+    """
+    for name, tensor in named_tensors:
+        values = tensor.asnumpy()
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return name
+    return None
 
 
 # The model zoo's NEZHA keeps an absolute-position table that it never uses;
@@ -95,14 +153,21 @@ def load_checkpoint_into(net, path, prefix=""):
 
 
 def read_checkpoint(path):
-    """{name: Parameter} of a checkpoint file; a missing or unreadable file raises CheckpointMismatchError."""
+    """{name: Parameter} of a checkpoint file; a missing or unreadable file raises CheckpointMismatchError,
+    one holding inf or NaN NonFiniteError (every command reads checkpoints here: none evaluates, exports,
+    predicts with or resumes from the weights of a run that diverged)."""
     if not os.path.isfile(path):
         raise CheckpointMismatchError(f"{path}: no such checkpoint file")
     try:
-        return ms.load_checkpoint(path)
+        params = ms.load_checkpoint(path)
     except (ValueError, RuntimeError, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointMismatchError(f"{path}: not a readable MindSpore checkpoint ({reason})") from None
+    bad = first_non_finite(params.items())
+    if bad:
+        raise NonFiniteError(f"{path}: tensor {bad} holds inf or NaN (the training that wrote it diverged); "
+                             "use an earlier checkpoint")
+    return params
 
 
 def load_params_into(net, saved, source, prefix="", ignore_unexpected=False):

@@ -45,5 +45,9 @@ def plot_training(metrics_path, png_path, title, eval_results=None):
         axes[0][1].set_ylim(0, 1)
         axes[0][1].set_title("held-out evaluation")
     figure.tight_layout()
-    figure.savefig(png_path, dpi=FIGURE_DPI)
-    plt.close(figure)
+    from src.checkpoint import TEXT_FILE_MODE, replace_atomically  # imports MindSpore: only when a plot is written
+    try:
+        replace_atomically(png_path, lambda tmp_path: figure.savefig(tmp_path, dpi=FIGURE_DPI), suffix=".png",
+                           mode=TEXT_FILE_MODE)
+    finally:
+        plt.close(figure)

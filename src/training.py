@@ -21,7 +21,12 @@ number of optimizer steps, and around it:
   scale, keeping the last good checkpoint. The rule is checked where the host
   reads (log and checkpoint steps), so it fires up to `log_every_steps` - 1
   steps after the streak reaches `max_overflow_steps_at_floor`, and not at all
-  if a finite step ended the streak before that read.
+  if a finite step ended the streak before that read;
+* stops with an error, at the same read points, when the loss is not finite
+  (a smaller loss scale cannot help: it acts on the gradients only), and
+  before a save when a weight or optimizer state is not finite: no checkpoint
+  holds inf or NaN, so rotation never deletes the last finite one, which the
+  error names.
 
 Rank 0 writes the metrics; the first rank of each server writes the checkpoints
 (`TrainingPlan.saves_checkpoints`), so that every server can resume from its own
@@ -40,7 +45,7 @@ import time
 import mindspore as ms
 import numpy as np
 
-from src.checkpoint import read_checkpoint, save_checkpoint_atomic
+from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic, write_text_atomic
 from src.errors import UserError
 from src.optimizers import BertLearningRate
 
@@ -53,6 +58,8 @@ STATE_KEYS = ("trained_steps", "micro_batches_done")
 ENCODER_PREFIX = "bert."
 # Targets where MindSpore sinks data (mindspore.data_sink raises on others).
 SINK_TARGETS = ("Ascend", "GPU")
+# train_steps meaning "epoch_size passes over the data".
+TRAIN_STEPS_FROM_EPOCHS = -1
 
 
 class TrainingError(UserError):
@@ -132,20 +139,19 @@ class _Log:
     """Step lines on stdout and JSON records in metrics.jsonl (main rank).
 
     A fresh run starts the file anew; a resumed run keeps the records up to its
-    starting step (dropping those of the interrupted run after it).
+    starting step (dropping those of the interrupted run after it). The kept
+    records are rewritten atomically, then each record is appended as one whole
+    line, so a crash leaves at most a torn last line, which a resume drops.
     """
 
     def __init__(self, plan, start_step):
         self.plan = plan
         self.metrics = None
         if plan.output_dir and plan.is_main_rank:
-            path = os.path.join(plan.output_dir, METRICS_FILE)
-            kept = []
-            if start_step and os.path.exists(path):
-                with open(path, encoding="utf-8") as f:
-                    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
-            self.metrics = open(path, "w", encoding="utf-8")
-            self.metrics.writelines(kept)
+            self.path = os.path.join(plan.output_dir, METRICS_FILE)
+            kept = records_up_to(self.path, start_step) if start_step else []
+            write_text_atomic("".join(kept), self.path)
+            self.metrics = open(self.path, "a", encoding="utf-8")
 
     def step(self, record):
         fraction, epoch = math.modf(record["step"] / self.plan.steps_per_epoch)
@@ -154,12 +160,43 @@ class _Log:
               f"lr: {record['lr']:.6g}, samples/s: {record['samples_per_s']:.1f}, "
               f"ETA: {format_duration(record['eta_s'])}", flush=True)
         if self.metrics:
-            self.metrics.write(json.dumps(record) + "\n")
-            self.metrics.flush()
+            try:
+                self.metrics.write(json.dumps(record) + "\n")
+                self.metrics.flush()
+            except OSError as error:
+                raise TrainingError(f"{self.path}: cannot write ({error.strerror})") from None
 
     def close(self):
         if self.metrics:
-            self.metrics.close()
+            with contextlib.suppress(OSError):  # a failed write was reported already
+                self.metrics.close()
+
+
+def records_up_to(path, step):
+    """The lines of metrics.jsonl at `path` whose step is at most `step`, for a resumed run.
+
+    A last line without its newline is a record torn by a crash while it was
+    written: it is dropped, with a note.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    if lines and not lines[-1].endswith("\n"):
+        print(f"note: {path}: dropping its torn last line, written when the run stopped")
+        lines.pop()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            raise TrainingError(f"{path} line {number}: not a metrics record; move the file away to resume "
+                                "without the previous records") from None
+        if record_step <= step:
+            kept.append(line)
+    return kept
 
 
 def train(train_cell, dataset, plan, start=None):
@@ -169,7 +206,8 @@ def train(train_cell, dataset, plan, start=None):
         train_cell (BertTrainOneStepCell): returns (loss, overflow, scale) per micro-batch.
         dataset: a batched `mindspore.dataset` whose columns are the cell's inputs.
         plan (TrainingPlan): length, logging, checkpointing and sinking.
-        start (dict): `trained_steps` and `micro_batches_done` of a resumed checkpoint.
+        start (dict): `trained_steps` and `micro_batches_done` of a resumed checkpoint, and
+            optionally its `path` (named as the last good checkpoint until this run saves one).
     Returns:
         (global_step, path of the last checkpoint written or None).
     """
@@ -182,7 +220,7 @@ def train(train_cell, dataset, plan, start=None):
     run_steps = step_runner(train_cell, dataset, plan, micro_done)
 
     train_cell.set_train(True)
-    log, last_checkpoint = _Log(plan, global_step), None
+    log, last_checkpoint = _Log(plan, global_step), (start or {}).get("path")
     window_start, window_steps = time.time(), 0
     try:
         while global_step < plan.total_steps:
@@ -197,6 +235,9 @@ def train(train_cell, dataset, plan, start=None):
                 continue  # nothing is read from the device between these points: it runs ahead
             # The same read points on every rank (whether or not it saves), so all ranks stop together.
             check_overflow_streak(train_cell, plan, global_step, last_checkpoint)
+            check_finite_loss(outputs[0], global_step, last_checkpoint)
+            if saves:
+                check_finite_weights(train_cell, global_step, last_checkpoint)
             if logs:
                 log.step(step_record(train_cell, plan, global_step, outputs, window_start, window_steps))
                 window_start, window_steps = time.time(), 0
@@ -213,7 +254,30 @@ def check_overflow_streak(train_cell, plan, global_step, last_checkpoint):
     streak = int(train_cell.overflow_steps_at_floor.asnumpy())
     if streak >= plan.max_overflow_steps_at_floor:
         raise TrainingError(f"gradients were not finite for {streak} consecutive steps at the minimum loss scale "
-                            f"(step {global_step}); last good checkpoint: {last_checkpoint or 'none written'}")
+                            f"(step {global_step}); {kept(last_checkpoint)}")
+
+
+def check_finite_loss(loss, global_step, last_checkpoint):
+    """Stop the run when the loss read at a read point is inf or NaN: the weights have diverged (or the
+    data is bad), and the loss scale, which acts on the gradients only, cannot bring it back."""
+    value = float(loss.asnumpy())
+    if not math.isfinite(value):
+        raise TrainingError(f"the loss is {value} at step {global_step}: training diverged (a learning rate "
+                            f"too high?); {kept(last_checkpoint)}")
+
+
+def check_finite_weights(train_cell, global_step, last_checkpoint):
+    """Before a save: every parameter of `train_cell` (weights, optimizer state) must be finite, so that no
+    checkpoint holds inf or NaN and rotation never deletes the last finite one."""
+    bad = first_non_finite((param.name, param) for param in train_cell.get_parameters())
+    if bad:
+        raise TrainingError(f"{bad} holds inf or NaN at step {global_step}: training diverged, no checkpoint "
+                            f"saved; {kept(last_checkpoint)}")
+
+
+def kept(last_checkpoint):
+    """The end of a stop message: what the user can resume from."""
+    return f"last good checkpoint: {last_checkpoint or 'none written'}"
 
 
 def step_record(train_cell, plan, global_step, outputs, window_start, window_steps):
@@ -309,24 +373,15 @@ def check_no_foreign_checkpoints(checkpoint_dir, load_checkpoint_path):
                             "another --output_dir / --save_checkpoint_path")
 
 
-def check_writable(directory, what):
-    """Create `directory` and prove a file can be written there, before any training step."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        probe = os.path.join(directory, ".write-test")
-        with open(probe, "w", encoding="utf-8") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise TrainingError(f"{what} {directory}: not writable ({error.strerror})") from None
-
-
 def check_training_config(cfg):
     """Counts that must be positive, checked before any data is read."""
     for key in ("batch_size", "accumulation_steps", "save_checkpoint_num", "log_every_steps", "epoch_size",
                 "max_overflow_steps_at_floor", "data_sink_steps"):
         if getattr(cfg, key) < 1:
             raise TrainingError(f"{key} must be at least 1, got {getattr(cfg, key)}")
+    if cfg.train_steps < 1 and cfg.train_steps != TRAIN_STEPS_FROM_EPOCHS:
+        raise TrainingError(f"train_steps must be at least 1, or {TRAIN_STEPS_FROM_EPOCHS} for epoch_size epochs, "
+                            f"got {cfg.train_steps}")
     if cfg.save_checkpoint_steps < 0:
         raise TrainingError(f"save_checkpoint_steps must be >= 0 (0: only at the end), got {cfg.save_checkpoint_steps}")
 
@@ -344,7 +399,7 @@ def build_train_cell(network, optimizer, cfg):
 
 def restore(train_cell, network, path):
     """Load `path` into the run: a training checkpoint resumes everything (returns its
-    start position); a weights-only checkpoint initialises `network` (returns None).
+    start position and `path`); a weights-only checkpoint initialises `network` (returns None).
 
     A weights-only checkpoint must hold the whole encoder (`bert.*`); heads it
     lacks (e.g. converted from a Hugging Face BertModel) keep their random
@@ -354,7 +409,7 @@ def restore(train_cell, network, path):
     params, start = read_training_state(path)
     if start:
         load_params_into(train_cell, params, path)
-        return start
+        return dict(start, path=path)
     missing_heads = [p.name for p in network.get_parameters()
                      if p.name not in params and not p.name.startswith(ENCODER_PREFIX)]
     if missing_heads:
