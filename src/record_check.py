@@ -308,7 +308,7 @@ def check_columns(summaries, expected, task="this job"):
     lengths = {}
     for path, (rows, columns) in summaries.items():
         if rows == 0:
-            raise DatasetError(f"{path}: no rows")
+            raise DatasetError(f"{path}: empty file (no rows): regenerate it or leave it out")
         missing = [name for name in expected if name not in columns]
         if missing:
             raise DatasetError(f"{path}: no column{'s' * (len(missing) > 1)} {', '.join(missing)}; {task} reads "
