@@ -519,10 +519,11 @@ def write_predictions(output_dir, predictions, nbest):
     Returns the two paths.
     """
     # src.checkpoint imports MindSpore; the data converter that imports this module does not need it.
-    from src.checkpoint import write_text_atomic
+    from src.checkpoint import finite_json, write_text_atomic
 
     os.makedirs(output_dir, exist_ok=True)
     paths = os.path.join(output_dir, PREDICTIONS_FILE), os.path.join(output_dir, NBEST_FILE)
-    for path, content in zip(paths, (predictions, nbest)):
-        write_text_atomic(json.dumps(content, indent=4) + "\n", path)
+    texts = [finite_json(content, path, indent=4) + "\n" for path, content in zip(paths, (predictions, nbest))]
+    for path, text in zip(paths, texts):  # both checked before either is written
+        write_text_atomic(text, path)
     return paths

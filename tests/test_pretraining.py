@@ -201,9 +201,10 @@ def test_overflowing_steps_at_the_minimum_scale_are_counted_on_the_device():
 
 def test_persistent_non_finite_gradients_stop_the_run_at_a_read_point():
     """The streak reaches 5 at step 5; the host reads the cell's count at log steps (4, 8), so the run stops
-    at step 8."""
+    at step 8. The loss stays finite (3e38): only the gradients' sum of squares overflows."""
     import mindspore.dataset as ds
-    dataset = ds.NumpySlicesDataset({"x": np.full((50, 3), np.nan, np.float32)}, shuffle=False).batch(1)
+    huge = np.tile(np.array([3e38, 3e38, 1.0], np.float32), (50, 1))
+    dataset = ds.NumpySlicesDataset({"x": huge}, shuffle=False).batch(1)
     plan = TrainingPlan(total_steps=50, micro_batches_per_step=1, samples_per_micro_batch=1, steps_per_epoch=50,
                         log_every_steps=4, save_checkpoint_steps=0, save_checkpoint_num=1, checkpoint_dir="",
                         output_dir="", max_overflow_steps_at_floor=5)
