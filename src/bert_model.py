@@ -19,8 +19,10 @@ trained with the zoo's BERT or NEZHA load into this model unchanged. Where that
 makes an attribute name look odd, a comment says so.
 
 A few operations have two kernel forms, one for CPU and one for Ascend/GPU
-(LayerNorm and Dense while training, the pooler's tanh): `BertModel` reads
-them once, from `src.kernel_forms`, and hands them to the cells that use them.
+(LayerNorm and Dense while training, the pooler's tanh), and on CPU the
+residual sum + LayerNorm and bias + GELU may run as C++ kernels
+(`src.kernels`): `BertModel` reads the forms once, from `src.kernel_forms`,
+and hands them to the cells that use them.
 """
 
 import copy
@@ -33,6 +35,7 @@ from mindspore import nn, ops
 from mindspore.common.initializer import TruncatedNormal, initializer
 
 from src.kernel_forms import kernel_forms
+from src.kernels.cpu_kernels import BiasGeluKernel, LayerNormKernel
 
 # Added to the attention scores of padded key positions (Google BERT's value):
 # exp(-10000) underflows to 0 in fp32, and the value is representable in fp16.
@@ -166,23 +169,36 @@ def dense(config, in_channels, out_channels, forms):
 
 
 class LayerNorm(nn.Cell):
-    """Layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta.
+    """Layer normalisation over the last axis of x (+ residual): (h - mean) / sqrt(var + eps) * gamma + beta.
 
-    nn.LayerNorm's parameter names (`gamma`, `beta`). The fused `ops.LayerNorm`,
-    except while training with `composed_in_training` (the CPU form, see
-    `src.kernel_forms`): then means and elementwise ops, whose gradients avoid
-    the fused LayerNormGrad kernel.
+    nn.LayerNorm's parameter names (`gamma`, `beta`). With `kernel` (the CPU
+    form when built, see `src.kernel_forms`) the residual sum and the
+    normalisation run as one C++ kernel, forward and gradient. Otherwise the
+    fused `ops.LayerNorm`, except while training with `composed_in_training`
+    (the CPU form without the kernel): then means and elementwise ops, whose
+    gradients avoid the fused LayerNormGrad kernel.
+
+    Inputs:
+        x: float32 [..., D].
+        residual: float32 [..., D] added to x first, or None.
+    Outputs:
+        float32 [..., D].
     """
 
-    def __init__(self, hidden_size, epsilon, composed_in_training):
+    def __init__(self, hidden_size, epsilon, composed_in_training, kernel):
         super().__init__()
         self.gamma = ms.Parameter(initializer("ones", (hidden_size,)), name="gamma")
         self.beta = ms.Parameter(initializer("zeros", (hidden_size,)), name="beta")
         self.epsilon = epsilon
         self.fused = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=epsilon)
         self.composed_in_training = composed_in_training
+        self.kernel = LayerNormKernel(epsilon) if kernel else None
 
-    def construct(self, x):
+    def construct(self, x, residual=None):
+        if self.kernel is not None:
+            return self.kernel(x, residual, self.gamma, self.beta)
+        if residual is not None:
+            x = x + residual                                              # [..., D]
         if not (self.training and self.composed_in_training):
             return self.fused(x, self.gamma, self.beta)[0]
         centered = x - x.mean(-1, keep_dims=True)                         # [..., D]
@@ -192,7 +208,8 @@ class LayerNorm(nn.Cell):
 
 def layer_norm(config, forms):
     """LayerNorm over the hidden size in the kernel `forms`."""
-    return LayerNorm(config.hidden_size, config.layer_norm_eps, forms.composed_training_layer_norm)
+    return LayerNorm(config.hidden_size, config.layer_norm_eps, forms.composed_training_layer_norm,
+                     forms.layer_norm_kernel)
 
 
 def gelu(x):
@@ -207,6 +224,34 @@ def gelu(x):
     then every target composes erf.
     """
     return ops.gelu(x, approximate="none")
+
+
+class DenseGelu(Dense):
+    """gelu(x W^T + b): the feed-forward's first layer, with Dense's parameters and names.
+
+    With `bias_gelu_kernel` (the CPU form when built, float32 only, see
+    `src.kernel_forms`) the matmul is followed by one C++ kernel for the bias
+    add and GELU, forward and gradient; otherwise Dense, then `gelu`.
+    """
+
+    def __init__(self, in_channels, out_channels, weight_init, dense_op_in_training, bias_gelu_kernel):
+        super().__init__(in_channels, out_channels, weight_init, dense_op_in_training)
+        self.bias_gelu = BiasGeluKernel() if bias_gelu_kernel else None
+
+    def construct(self, x):
+        if self.bias_gelu is None:
+            return gelu(super().construct(x))
+        shape = x.shape
+        y = self.matmul(x.reshape(-1, shape[-1]), self.weight)  # [N, out]
+        return self.bias_gelu(y, self.bias).reshape(shape[:-1] + (y.shape[-1],))
+
+
+def dense_gelu(config, forms):
+    """The feed-forward's D -> I layer with its GELU in the kernel `forms` (the C++ kernel: float32 only)."""
+    kernel = forms.bias_gelu_kernel and config.compute_type == "float32"
+    layer = DenseGelu(config.hidden_size, config.intermediate_size, truncated_normal(config),
+                      forms.dense_op_in_training, kernel)
+    return layer.to_float(DTYPES[config.compute_type])
 
 
 def tanh(x):
@@ -408,7 +453,7 @@ class BertOutput(nn.Cell):
 
     def construct(self, hidden_states, residual):
         hidden_states = self.dropout(self.dense(hidden_states)).astype(ms.float32)  # [B, S, D]
-        return self.layernorm(hidden_states + residual)
+        return self.layernorm(hidden_states, residual)
 
 
 class BertSelfAttention(nn.Cell):
@@ -448,13 +493,13 @@ class BertEncoderCell(nn.Cell):
         super().__init__()
         self.attention = BertSelfAttention(config, forms)
         # Feed-forward: intermediate projection + exact GELU, then `output`.
-        # (`intermediate` is a bare Dense, as in the model zoo's checkpoints.)
-        self.intermediate = dense(config, config.hidden_size, config.intermediate_size, forms)
+        # (`intermediate` holds a bare Dense's parameters, as in the model zoo's checkpoints.)
+        self.intermediate = dense_gelu(config, forms)
         self.output = BertOutput(config, config.intermediate_size, forms)
 
     def construct(self, hidden_states, attention_mask_bias):
         attention_output = self.attention(hidden_states, attention_mask_bias)           # [B, S, D]
-        intermediate = gelu(self.intermediate(attention_output))   # [B, S, I]
+        intermediate = self.intermediate(attention_output)          # [B, S, I]
         return self.output(intermediate, attention_output)          # [B, S, D]
 
 

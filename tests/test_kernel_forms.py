@@ -1,5 +1,8 @@
 """Kernel forms per device target: the choice, and that the CPU and Ascend/GPU forms compute the same.
 
+The CPU forms include the C++ kernels where they could be built (tests/test_custom_kernels.py compares
+them with the composed CPU forms and tests the fallback without a compiler).
+
 The Ascend/GPU forms (MindSpore's fused kernels) also run on CPU, so each is
 built here next to the CPU form with the same parameters and compared in
 training mode (where the forms differ), outputs and gradients, and against
@@ -17,6 +20,7 @@ from mindspore import nn, ops
 from src.bert_for_pre_training import MaskedLMHead
 from src.bert_model import BertModel, dense, gelu, layer_norm, tanh
 from src.kernel_forms import KernelForms, kernel_forms
+from src.kernels.cpu_kernels import library_path
 from tests.helpers import random_inputs, randomize_parameters, tiny_config
 from tests.numpy_bert import gelu as numpy_gelu
 from tests.numpy_bert import layer_norm as numpy_layer_norm
@@ -32,10 +36,13 @@ CPU_TANH_KERNEL_ERROR = 1.1e-4
 
 
 def test_cpu_takes_every_cpu_form_and_devices_the_fused_kernels():
+    built = library_path() is not None   # the C++ kernels: where this machine could build them
     assert CPU == KernelForms(composed_training_layer_norm=True, dense_op_in_training=True, composed_tanh=True,
-                              transposed_decoder_table=True, crf_while_loops=True)
+                              transposed_decoder_table=True, crf_while_loops=True, layer_norm_kernel=built,
+                              bias_gelu_kernel=built)
     fused = KernelForms(composed_training_layer_norm=False, dense_op_in_training=False, composed_tanh=False,
-                        transposed_decoder_table=False, crf_while_loops=False)
+                        transposed_decoder_table=False, crf_while_loops=False, layer_norm_kernel=False,
+                        bias_gelu_kernel=False)
     assert kernel_forms("GPU") == kernel_forms("Ascend") == fused
     assert kernel_forms() == CPU   # the tests run with device_target CPU
 

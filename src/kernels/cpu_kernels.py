@@ -1,0 +1,183 @@
+"""Fused C++ kernels for the encoder's elementwise work on CPU: built on first use, called through ops.Custom.
+
+Two kernels, each a forward and a backward (their sources are next to this
+file, one concept per file):
+
+    residual_layer_norm.cc   LayerNorm(x + residual) -> y; gradient: dx (= dresidual), dgamma, dbeta
+    bias_gelu.cc             gelu(y + bias) (exact, erf) -> out; gradient: dy, dbias
+
+They replace chains of MindSpore CPU kernels that each read and write the
+whole activation (README.md, "Performance", has the measurements). The
+library is compiled once per source, compiler and flags into a cache directory
+outside the repository (`cache_dir`), under a name that hashes all three; it is
+written to a temporary name and renamed, so concurrent processes (msrun
+workers) never load a half-written file. Without a compiler, or if the build
+fails, `library_path` prints one line saying so and returns None, and the model
+keeps MindSpore's composed ops (`src.kernel_forms`).
+
+Flags: -O3 with -fopenmp-simd (the kernels' `omp simd` loops, no OpenMP
+runtime) and -fno-trapping-math (lets the compiler vectorise branches it
+would otherwise keep for floating-point exceptions, which nothing reads). No
+-march=native: a cache directory may be shared by machines with different
+CPUs (a network home directory, a container image), and a library built for
+one would crash on another with an illegal instruction.
+"""
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import mindspore as ms
+from mindspore import nn, ops
+
+SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ("residual_layer_norm.cc", "bias_gelu.cc")
+HEADERS = ("aot_params.h",)
+FLAGS = ("-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++17")
+# The compiler (the usual make variable) and where built libraries are kept.
+COMPILER_VARIABLE = "CXX"
+DEFAULT_COMPILER = "g++"
+CACHE_VARIABLE = "BERT_KERNEL_CACHE"
+DEFAULT_CACHE = os.path.join("~", ".cache", "bert_mindspore", "kernels")
+LIBRARY_NAME = "bert_cpu_kernels"
+# Characters of the source hash kept in the library's file name.
+HASH_CHARS = 16
+
+
+def cache_dir(environ=os.environ):
+    """Where built libraries go: $BERT_KERNEL_CACHE, else ~/.cache/bert_mindspore/kernels."""
+    return os.path.expanduser(environ.get(CACHE_VARIABLE) or DEFAULT_CACHE)
+
+
+def compiler_identity(compiler):
+    """`compiler --version`'s first line (part of the cache key), or None if it does not run."""
+    try:
+        result = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return result.stdout.splitlines()[0] if result.stdout else compiler
+
+
+def library_key(identity):
+    """Hash of the sources, the compiler's identity and the flags: a new key whenever any of them changes."""
+    digest = hashlib.sha256("\0".join((identity,) + FLAGS).encode())
+    for name in SOURCES + HEADERS:
+        with open(os.path.join(SOURCE_DIR, name), "rb") as source:
+            digest.update(name.encode() + b"\0" + source.read())
+    return digest.hexdigest()[:HASH_CHARS]
+
+
+def build(compiler, output_path):
+    """Compile the sources into `output_path` atomically; returns the compiler's error text, or None."""
+    os.makedirs(os.path.dirname(output_path), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(output_path), suffix=".so.tmp")
+    os.close(handle)
+    sources = [os.path.join(SOURCE_DIR, name) for name in SOURCES]
+    result = subprocess.run([compiler, *FLAGS, "-o", temporary, *sources], capture_output=True, text=True)
+    if result.returncode:
+        os.remove(temporary)
+        return result.stderr.strip() or f"exit status {result.returncode}"
+    os.replace(temporary, output_path)
+    return None
+
+
+def build_library(environ):
+    """Path of the kernel library for the compiler that `environ` names, building it if it is not in the
+    cache; None, after one line on stderr, if there is no compiler or the build fails."""
+    compiler = environ.get(COMPILER_VARIABLE) or DEFAULT_COMPILER
+    identity = shutil.which(compiler) and compiler_identity(compiler)
+    if not identity:
+        print(f"no C++ compiler ({compiler}) found: the CPU kernels stay MindSpore's composed ops", file=sys.stderr)
+        return None
+    path = os.path.join(cache_dir(environ), f"{LIBRARY_NAME}-{library_key(identity)}.so")
+    if not os.path.exists(path):
+        error = build(compiler, path)
+        if error:
+            print(f"building the CPU kernels with {compiler} failed ({error.splitlines()[0]}): "
+                  "the CPU kernels stay MindSpore's composed ops", file=sys.stderr)
+            return None
+    return path
+
+
+@functools.cache
+def library_path():
+    """`build_library` for this process's environment, once per process (so its line prints once)."""
+    return build_library(os.environ)
+
+
+def custom_op(function, out_shape, out_dtype, bprop=None):
+    """ops.Custom calling `function` of the built library (which must exist: see `library_path`)."""
+    return ops.Custom(f"{library_path()}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot",
+                      bprop=bprop)
+
+
+def same_dtypes(count):
+    """out_dtype for ops.Custom: `count` outputs of the first input's dtype."""
+    return lambda first, *_: (first,) * count
+
+
+class LayerNormKernel(nn.Cell):
+    """LayerNorm over the last axis of x + residual (or of x alone), forward and gradient in C++.
+
+    Args:
+        epsilon (float): added to the variance.
+
+    Inputs:
+        x: float32 [..., D].
+        residual: float32 [..., D], or None.
+        gamma, beta: float32 [D].
+    Outputs:
+        float32 [..., D].
+    """
+
+    def __init__(self, epsilon):
+        super().__init__()
+        self.epsilon = ms.Tensor([epsilon], ms.float32)
+        # Outputs y [..., D] and the rows' mean and 1/std [...] (kept for the gradient).
+        statistics_shapes = lambda x, *_: (x, x[:-1], x[:-1])
+        residual_grad = custom_op("ResidualLayerNormGrad", lambda x, r, gamma, *_: (x, gamma, gamma),
+                                  same_dtypes(3))
+        plain_grad = custom_op("LayerNormGrad", lambda x, gamma, *_: (x, gamma, gamma), same_dtypes(3))
+
+        def residual_bprop(x, residual, gamma, beta, epsilon, out, dout):
+            dh, dgamma, dbeta = residual_grad(x, residual, gamma, out[1], out[2], dout[0])
+            return dh, dh, dgamma, dbeta, ops.zeros_like(epsilon)
+
+        def plain_bprop(x, gamma, beta, epsilon, out, dout):
+            dx, dgamma, dbeta = plain_grad(x, gamma, out[1], out[2], dout[0])
+            return dx, dgamma, dbeta, ops.zeros_like(epsilon)
+
+        self.residual_forward = custom_op("ResidualLayerNorm", statistics_shapes, same_dtypes(3), residual_bprop)
+        self.plain_forward = custom_op("LayerNorm", statistics_shapes, same_dtypes(3), plain_bprop)
+
+    def construct(self, x, residual, gamma, beta):
+        if residual is None:
+            return self.plain_forward(x, gamma, beta, self.epsilon)[0]
+        return self.residual_forward(x, residual, gamma, beta, self.epsilon)[0]
+
+
+class BiasGeluKernel(nn.Cell):
+    """Exact GELU of y + bias, forward and gradient in C++.
+
+    Inputs:
+        y: float32 [..., I].
+        bias: float32 [I].
+    Outputs:
+        float32 [..., I].
+    """
+
+    def __init__(self):
+        super().__init__()
+        grad = custom_op("BiasGeluGrad", lambda y, bias, _: (y, bias), same_dtypes(2))
+
+        def bprop(y, bias, out, dout):
+            return grad(y, bias, dout)
+
+        self.forward = custom_op("BiasGelu", lambda y, _: y, lambda y, _: y, bprop)
+
+    def construct(self, y, bias):
+        return self.forward(y, bias)
