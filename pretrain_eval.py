@@ -32,6 +32,7 @@ from src.config import ConfigError, bert_config, load_config
 from src.dataset import PRETRAIN_COLUMNS, DatasetError, create_dataset, fixed_shapes, pad_rows
 from src.device import init_device
 from src.errors import exit_on_user_error
+from src.run_directory import check_not_replacing, hold_directories
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 RESULTS_FILE = "eval_results.json"
@@ -122,6 +123,14 @@ def main(argv=None):
         raise ConfigError(f"--batch_size must be at least 1, got {cfg.batch_size}")
     config = bert_config(cfg)
     init_device(cfg, config.compute_type, training=False)
+    with hold_directories([(cfg.output_dir, "output_dir")]):  # "": the results are printed only
+        if cfg.output_dir:
+            check_not_replacing([(os.path.join(cfg.output_dir, RESULTS_FILE), "output_dir")], cfg.overwrite)
+        return evaluate_checkpoint(cfg, config)
+
+
+def evaluate_checkpoint(cfg, config):
+    """Evaluate `load_checkpoint_path` on `data_dir`: print the results and write them into `output_dir`."""
     dataset = create_dataset(cfg.data_dir, PRETRAIN_COLUMNS, cfg.batch_size, schema_dir=cfg.schema_dir,
                              dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
     metrics_net = PretrainingMetrics(config)

@@ -7,7 +7,6 @@ of pretrain_config.yaml can be overridden as --key=value; see README.md.
 """
 
 import dataclasses
-import itertools
 import os
 import sys
 
@@ -17,34 +16,17 @@ import mindspore.dataset as ds
 from src.bert_for_pre_training import BertNetworkWithLoss
 from src.checkpoint import weights_fingerprint
 from src.config import ConfigError, bert_config, load_config
-from src.dataset import create_bert_dataset
+from src.dataset import check_task_data, create_bert_dataset
 from src.device import init_device, node_local_rank
 from src.errors import exit_on_user_error
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
+from src.run_directory import check_not_replacing, check_writable, hold_directories
 from src.training import (METRICS_FILE, TRAIN_STEPS_FROM_EPOCHS, TrainingPlan, align_to_sinks, build_train_cell,
-                          check_no_foreign_checkpoints, check_training_config, check_writable, restore, train)
+                          check_no_foreign_checkpoints, check_training_config, restore, train)
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 LOSS_PLOT = "loss.png"
-# Batches read before training to check token ids against the vocabulary size.
-TOKEN_CHECK_BATCHES = 20
-
-
-def check_token_ids(dataset, vocab_size):
-    """The first batches' token ids must fit the model's vocabulary (a mismatched vocab_file).
-
-    Read by an iterator of its own: a `take` node would give the dataset a
-    second consumer beside the training stream, which MindSpore refuses.
-    """
-    batches = dataset.create_dict_iterator(num_epochs=1, output_numpy=True)
-    for batch in itertools.islice(batches, TOKEN_CHECK_BATCHES):
-        largest = max(int(batch["input_ids"].max()), int(batch["masked_lm_ids"].max()))
-        if largest >= vocab_size:
-            raise ConfigError(f"data_dir: token id {largest} does not fit model.vocab_size {vocab_size}; "
-                              "use the vocabulary the data was made with, or set model.vocab_size")
-
-
 def saves_checkpoints(device_num, rank, local_rank):
     """Whether this process writes the checkpoints: in a distributed run each server's first process
     (`local_rank` 0), so every server holds its own copy to resume from without a shared filesystem;
@@ -61,6 +43,22 @@ def check_resume_file(path, rank):
                           "shared filesystem each server resumes from the checkpoint its first rank saved")
 
 
+def checkpoint_directory(cfg):
+    """Where the training checkpoints go; "" when they are off."""
+    if not cfg.enable_save_ckpt:
+        return ""
+    return cfg.save_checkpoint_path or os.path.join(cfg.output_dir, "checkpoints")
+
+
+def held_directories(cfg, rank):
+    """(directory, flag) that this process holds for the run (src/run_directory.py): rank 0, which alone
+    writes the metrics, holds output_dir and the checkpoint directory. The other ranks hold none: where
+    servers share a filesystem, their first processes save into the directory rank 0 holds."""
+    if rank != 0:
+        return []
+    return [(cfg.output_dir, "output_dir"), (checkpoint_directory(cfg), "save_checkpoint_path")]
+
+
 def plan_training(cfg, dataset, device_num, rank, local_rank):
     micro_batches = dataset.get_dataset_size()
     steps_per_epoch = micro_batches // cfg.accumulation_steps
@@ -70,9 +68,7 @@ def plan_training(cfg, dataset, device_num, rank, local_rank):
     total_steps = cfg.train_steps
     if cfg.train_steps == TRAIN_STEPS_FROM_EPOCHS:
         total_steps = cfg.epoch_size * steps_per_epoch
-    checkpoint_dir = ""
-    if cfg.enable_save_ckpt:
-        checkpoint_dir = cfg.save_checkpoint_path or os.path.join(cfg.output_dir, "checkpoints")
+    checkpoint_dir = checkpoint_directory(cfg)
     return TrainingPlan(total_steps=total_steps, micro_batches_per_step=cfg.accumulation_steps,
                         samples_per_micro_batch=cfg.batch_size * device_num, steps_per_epoch=steps_per_epoch,
                         log_every_steps=cfg.log_every_steps, save_checkpoint_steps=cfg.save_checkpoint_steps,
@@ -87,21 +83,27 @@ def main(argv=None):
     config = bert_config(cfg)
     check_training_config(cfg)
     device = init_device(cfg, config.compute_type, training=True)
-    rank, device_num = device.rank, device.group_size
+    rank = device.rank
     local_rank = node_local_rank(os.environ)
     check_resume_file(cfg.load_checkpoint_path, rank)
+    if rank != 0 and checkpoint_directory(cfg) and saves_checkpoints(device.group_size, rank, local_rank):
+        check_writable(checkpoint_directory(cfg), "save_checkpoint_path")  # rank 0 checks what it holds
+    with hold_directories(held_directories(cfg, rank)):
+        return pretrain(cfg, config, device, local_rank)
+
+
+def pretrain(cfg, config, device, local_rank):
+    """The run, in the directories `main` holds; returns the last checkpoint written (or None)."""
+    rank, device_num = device.rank, device.group_size
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
 
     dataset = create_bert_dataset(device_num, rank, cfg.do_shuffle, cfg.data_dir, cfg.schema_dir, cfg.batch_size,
                                   cfg.dataset_format, config.seq_length)
-    check_token_ids(dataset, config.vocab_size)
+    check_task_data(cfg.data_dir, cfg.dataset_format, "pretraining", config)  # every row, before step 1
     plan = align_to_sinks(dataclasses.replace(plan_training(cfg, dataset, device_num, rank, local_rank),
                                               steps_per_sink=device.data_sink_steps))
-    if rank == 0:
-        check_writable(cfg.output_dir, "output_dir")
     if plan.checkpoint_dir and plan.saves_checkpoints:
-        check_writable(plan.checkpoint_dir, "save_checkpoint_path")
         check_no_foreign_checkpoints(plan.checkpoint_dir, cfg.load_checkpoint_path)
 
     network = BertNetworkWithLoss(config, is_training=True)
@@ -111,6 +113,9 @@ def main(argv=None):
     except ValueError as error:
         raise ConfigError(str(error)) from None
     start = restore(train_cell, network, cfg.load_checkpoint_path) if cfg.load_checkpoint_path else None
+    if rank == 0 and cfg.output_dir and start is None:  # a resumed run keeps the records up to its step
+        check_not_replacing([(os.path.join(cfg.output_dir, name), "output_dir") for name in (METRICS_FILE, LOSS_PLOT)],
+                            cfg.overwrite, resume_hint="resume it with --load_checkpoint_path, ")
     steps, checkpoint = train(train_cell, dataset, plan, start)
     metrics_path = os.path.join(cfg.output_dir, METRICS_FILE)
     if rank == 0 and os.path.exists(metrics_path):

@@ -8,6 +8,7 @@ is read (the training that wrote it diverged) and in a JSON results file
 (`NaN` is not JSON).
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -18,6 +19,7 @@ import mindspore as ms
 import numpy as np
 
 from src.errors import UserError
+from src.staging import STAGING_PREFIX, OutputError
 
 
 # mkstemp creates files readable by the owner only; configs are for everyone.
@@ -38,21 +40,26 @@ def replace_atomically(path, write, suffix="", mode=None):
     The temporary file is in the same directory; once written it gets `mode`
     (if given), is flushed to disk, and is renamed over `path`: readers see the
     old file or the new one, never a partial one. A failure leaves no
-    temporary file behind.
+    temporary file behind, and an OSError (a full disk, a read-only directory)
+    becomes an OutputError naming `path`.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
+    tmp_path = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=suffix, dir=directory)
+        os.close(fd)
         write(tmp_path)
         if mode is not None:
             os.chmod(tmp_path, mode)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error}); any previous file there is "
+                          "unchanged") from None
     finally:
-        if os.path.exists(tmp_path):
+        if tmp_path and os.path.exists(tmp_path):
             os.remove(tmp_path)
 
 
@@ -61,8 +68,14 @@ def save_checkpoint_atomic(params, path, append_dict=None):
 
     `append_dict` adds named scalars (e.g. the training step) to the file.
     """
-    replace_atomically(path, lambda tmp_path: ms.save_checkpoint(params, tmp_path, append_dict=append_dict),
-                       suffix=".ckpt")
+    def write(tmp_path):
+        try:
+            ms.save_checkpoint(params, tmp_path, append_dict=append_dict)
+        finally:
+            # MindSpore writes <name>.tmp and renames it to <name>.ckpt: a failed save leaves it behind.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.splitext(tmp_path)[0] + ".tmp")
+    replace_atomically(path, write, suffix=".ckpt")
 
 
 def write_text_atomic(text, path):

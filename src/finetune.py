@@ -12,6 +12,7 @@ checkpoint of the task model plus a YAML file holding its `model:` section, so
 `--model_config=<task>.yaml` rebuilds the same model for evaluation or export.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -24,21 +25,27 @@ import yaml
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint, save_checkpoint_atomic
 from src.checkpoint import finite_json, write_text_atomic
 from src.config import ConfigError
-from src.dataset import create_dataset, fixed_shapes, pad_rows
+from src.dataset import check_task_data, create_dataset, fixed_shapes, pad_rows
 from src.device import init_device, job_target
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
-from src.training import ENCODER_PREFIX, METRICS_FILE, TrainingPlan, build_train_cell, check_writable, train
+from src.run_directory import check_not_replacing, hold_directories
+from src.training import ENCODER_PREFIX, METRICS_FILE, TrainingPlan, build_train_cell, train
 
 RESULTS_FILE = "eval_results.json"
 LOSS_PLOT = "loss.png"
 
 
-def setup(cfg, config):
-    """Check the job's switches and paths, set the device (for `config`, the job's BertConfig) and seeds;
-    before any data is read."""
+@contextlib.contextmanager
+def setup(cfg, config, task_name):
+    """Check the job's switches and paths, set the device (for `config`, the job's BertConfig) and seeds,
+    then hold the job's output directories while the block runs (src/run_directory.py: writable, locked,
+    no previous results replaced without --overwrite); all before any data is read, so that an unwritable
+    save_finetune_checkpoint_path is found before training, not after it."""
     if not (cfg.do_train or cfg.do_eval):
         raise ConfigError("nothing to do: set --do_train=true and/or --do_eval=true")
+    if not cfg.output_dir:
+        raise ConfigError("--output_dir: required (the metrics, the results and by default the model go there)")
     if cfg.do_train and not cfg.train_data_file_path:
         raise ConfigError("--train_data_file_path: required with --do_train=true")
     if cfg.do_eval and not cfg.eval_data_file_path:
@@ -54,7 +61,30 @@ def setup(cfg, config):
     init_device(cfg, config.compute_type, training=cfg.do_train)
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
-    check_writable(cfg.output_dir, "output_dir")
+    directories = [(cfg.output_dir, "output_dir")] + ([model_directory(cfg)] if cfg.do_train else [])
+    with hold_directories(directories):
+        check_not_replacing(previous_outputs(cfg, task_name), cfg.overwrite)
+        yield
+
+
+def model_directory(cfg):
+    """(directory, flag) where training saves `<task>.ckpt` and `<task>.yaml`."""
+    if cfg.save_finetune_checkpoint_path:
+        return cfg.save_finetune_checkpoint_path, "save_finetune_checkpoint_path"
+    return cfg.output_dir, "output_dir"
+
+
+def previous_outputs(cfg, task_name):
+    """(path, flag) of the results this run writes that a previous run may have left: the training's
+    metrics and model, the evaluation's results."""
+    outputs = []
+    if cfg.do_train:
+        directory, flag = model_directory(cfg)
+        outputs += [(os.path.join(cfg.output_dir, METRICS_FILE), "output_dir"),
+                    (os.path.join(directory, f"{task_name}.ckpt"), flag)]
+    if cfg.do_eval:
+        outputs.append((os.path.join(cfg.output_dir, RESULTS_FILE), "output_dir"))
+    return outputs
 
 
 def load_pretrained_encoder(network, path):
@@ -112,9 +142,7 @@ def save_task_model(cfg, network, task_name, task_settings):
     `model:` section (so `--model_config=<task>.yaml` and predict.py rebuild the same model). The section is
     the model as the user described it: `compute_type: auto` stays auto, so that the device that loads it
     picks its precision (a model fine-tuned in float16 on a GPU predicts in float32 on a CPU)."""
-    directory = cfg.save_finetune_checkpoint_path or cfg.output_dir
-    check_writable(directory, "save_finetune_checkpoint_path")
-    path = os.path.join(directory, f"{task_name}.ckpt")
+    path = os.path.join(model_directory(cfg)[0], f"{task_name}.ckpt")
     save_checkpoint_atomic(network, path)
     description = yaml.safe_dump({"task": task_name, **task_settings, "model": cfg.model.to_dict()},
                                  sort_keys=False, allow_unicode=True)
@@ -249,13 +277,20 @@ def read_label_map(path, num_class):
     return label_map
 
 
-def check_label_range(cfg, num_class, column="label_ids"):
-    """Every label id of the training data must be below `num_class`."""
-    dataset = create_dataset(cfg.train_data_file_path, (column,), batch_size=1024, dataset_format=cfg.dataset_format,
-                             drop_remainder=False)
-    largest = max(int(batch[0].max()) for batch in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True))
-    if largest >= num_class:
-        raise ConfigError(f"train_data_file_path: label id {largest} does not fit --num_class={num_class}")
+# The data each task name reads, in training and in evaluation (as src.dataset.task_columns names it).
+DATA_TASKS = {"classifier": ("classifier", "classifier"), "ner": ("ner", "ner"),
+              "squad": ("squad training", "squad evaluation")}
+
+
+def check_job_data(cfg, config, task_name, eval_records=True):
+    """Every row of the job's training and (with `eval_records`) evaluation records must fit the task and
+    the model (src.dataset.task_columns): damaged files, another task's data, ids beyond model.vocab_size
+    or labels beyond --num_class stop the job in one line here, before any model is built."""
+    training, evaluation = DATA_TASKS[task_name]
+    if cfg.do_train:
+        check_task_data(cfg.train_data_file_path, cfg.dataset_format, training, config, cfg.num_class)
+    if cfg.do_eval and eval_records:
+        check_task_data(cfg.eval_data_file_path, cfg.dataset_format, evaluation, config, cfg.num_class)
 
 
 def save_results(cfg, results):

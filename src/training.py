@@ -45,7 +45,7 @@ import time
 import mindspore as ms
 import numpy as np
 
-from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic
+from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic, write_text_atomic
 from src.errors import UserError
 from src.optimizers import BertLearningRate
 
@@ -139,20 +139,19 @@ class _Log:
     """Step lines on stdout and JSON records in metrics.jsonl (main rank).
 
     A fresh run starts the file anew; a resumed run keeps the records up to its
-    starting step (dropping those of the interrupted run after it).
+    starting step (dropping those of the interrupted run after it). The kept
+    records are rewritten atomically, then each record is appended as one whole
+    line, so a crash leaves at most a torn last line, which a resume drops.
     """
 
     def __init__(self, plan, start_step):
         self.plan = plan
         self.metrics = None
         if plan.output_dir and plan.is_main_rank:
-            path = os.path.join(plan.output_dir, METRICS_FILE)
-            kept = []
-            if start_step and os.path.exists(path):
-                with open(path, encoding="utf-8") as f:
-                    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
-            self.metrics = open(path, "w", encoding="utf-8")
-            self.metrics.writelines(kept)
+            self.path = os.path.join(plan.output_dir, METRICS_FILE)
+            kept = records_up_to(self.path, start_step) if start_step else []
+            write_text_atomic("".join(kept), self.path)
+            self.metrics = open(self.path, "a", encoding="utf-8")
 
     def step(self, record):
         fraction, epoch = math.modf(record["step"] / self.plan.steps_per_epoch)
@@ -161,12 +160,43 @@ class _Log:
               f"lr: {record['lr']:.6g}, samples/s: {record['samples_per_s']:.1f}, "
               f"ETA: {format_duration(record['eta_s'])}", flush=True)
         if self.metrics:
-            self.metrics.write(json.dumps(record) + "\n")
-            self.metrics.flush()
+            try:
+                self.metrics.write(json.dumps(record) + "\n")
+                self.metrics.flush()
+            except OSError as error:
+                raise TrainingError(f"{self.path}: cannot write ({error.strerror})") from None
 
     def close(self):
         if self.metrics:
-            self.metrics.close()
+            with contextlib.suppress(OSError):  # a failed write was reported already
+                self.metrics.close()
+
+
+def records_up_to(path, step):
+    """The lines of metrics.jsonl at `path` whose step is at most `step`, for a resumed run.
+
+    A last line without its newline is a record torn by a crash while it was
+    written: it is dropped, with a note.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    if lines and not lines[-1].endswith("\n"):
+        print(f"note: {path}: dropping its torn last line, written when the run stopped")
+        lines.pop()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            raise TrainingError(f"{path} line {number}: not a metrics record; move the file away to resume "
+                                "without the previous records") from None
+        if record_step <= step:
+            kept.append(line)
+    return kept
 
 
 def train(train_cell, dataset, plan, start=None):
@@ -341,18 +371,6 @@ def check_no_foreign_checkpoints(checkpoint_dir, load_checkpoint_path):
         raise TrainingError(f"save_checkpoint_path {checkpoint_dir} already holds checkpoints "
                             f"({os.path.basename(existing[-1])}); resume with --load_checkpoint_path or choose "
                             "another --output_dir / --save_checkpoint_path")
-
-
-def check_writable(directory, what):
-    """Create `directory` and prove a file can be written there, before any training step."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        probe = os.path.join(directory, ".write-test")
-        with open(probe, "w", encoding="utf-8") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise TrainingError(f"{what} {directory}: not writable ({error.strerror})") from None
 
 
 def check_training_config(cfg):
