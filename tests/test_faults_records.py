@@ -15,6 +15,7 @@ import run_classifier
 import run_pretrain
 import run_squad
 from src.dataset import PRETRAIN_COLUMNS, task_columns
+from src import record_check
 from src.record_check import (ColumnSummary, DatasetError, check_columns, masked_crc32c, summarize,
                               verify_tfrecord)
 from src.records import write_mindrecord, write_tfrecord
@@ -294,3 +295,19 @@ def test_a_damaged_mindrecord_file_is_one_line_even_where_mindspore_crashes(tmp_
         with pytest.raises(DatasetError, match=f"^{damaged}: .*{expected}") as error:
             summarize([str(damaged)], "mindrecord")
         assert "\n" not in str(error.value)
+
+
+def test_summaries_of_large_data_are_kept_across_runs_until_the_file_changes(records, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(record_check, "LARGE_DATA_BYTES", 0)   # every file counts as large here
+    path = str(tmp_path / "data.tfrecord")
+    write(path, pretraining_rows(5))
+    first = summarize([path], "tfrecord")
+    assert capsys.readouterr().out.startswith(f"checked data file 1 of 1, {path}: 5 rows")
+    reads = []
+    monkeypatch.setattr(record_check, "_SUMMARIES", {})     # a new process: only the cache file remains
+    monkeypatch.setattr(record_check, "read_file", lambda *args: reads.append(args) or (0, {}))
+    assert summarize([path], "tfrecord") == first and not reads
+    os.utime(path, ns=(1, 1))                                # changed: read again
+    summarize([path], "tfrecord")
+    assert reads == [(path, "tfrecord")]
