@@ -33,7 +33,7 @@ import yaml
 
 from src import squad
 from src.config import Config, bool_flag, command_parser, concrete_bert_config
-from src.checkpoint import write_text_atomic
+from src.checkpoint import finite_json, write_text_atomic
 from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, Example, RowBuilder
 from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS
 from src.device import AUTO, TARGETS, init_device, job_target
@@ -202,7 +202,8 @@ PREDICTORS = {"classifier": classify, "ner": tag, "squad": answer}
 def write_outputs(path, results):
     """JSON lines to standard output, or to the file `path` whole (a failure leaves the old file);
     through a symbolic link to its target, and in place into a device or pipe (/dev/stdout)."""
-    text = "".join(json.dumps(result, ensure_ascii=False) + "\n" for result in results)
+    text = "".join(finite_json(result, f"--output_file {path} (input line {result['line']})", ensure_ascii=False)
+                   + "\n" for result in results)
     if path == STANDARD_STREAM:
         sys.stdout.write(text)
     elif os.path.exists(path) and not os.path.isfile(path):

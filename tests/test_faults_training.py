@@ -258,13 +258,14 @@ def test_export_refuses_a_nan_checkpoint(nan_checkpoint, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-def nan_classifier(directory, num_class, labels, vocab_size):
-    """A fine-tuned classifier (<task>.ckpt with one NaN, <task>.yaml) as fine-tuning writes them."""
+def nan_classifier(directory, num_class, labels, vocab_size, head_weight=np.nan):
+    """A fine-tuned classifier (<task>.ckpt, <task>.yaml) as fine-tuning writes them, every weight of its
+    head `head_weight`: (checkpoint path, name of the head's weight)."""
     config = tiny_config(vocab_size=vocab_size, seq_length=SEQ, max_position_embeddings=SEQ)
     model = BertCLSModel(config, False, num_class)
     randomize_parameters(model)
     name = model.dense_1.weight.name
-    model.dense_1.weight.set_data(ms.Tensor(np.full(model.dense_1.weight.shape, np.nan, np.float32)))
+    model.dense_1.weight.set_data(ms.Tensor(np.full(model.dense_1.weight.shape, head_weight, np.float32)))
     save_checkpoint_atomic(model, str(directory / "classifier.ckpt"))
     (directory / "classifier.yaml").write_text(yaml.safe_dump(
         {"task": "classifier", "num_class": num_class, "labels": labels, "do_lower_case": True,
@@ -272,18 +273,25 @@ def nan_classifier(directory, num_class, labels, vocab_size):
     return directory / "classifier.ckpt", name
 
 
-def test_predict_refuses_a_nan_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize("head_weight", [np.nan, 3e38])
+def test_predict_refuses_a_nan_checkpoint_and_never_writes_nan(tmp_path, capsys, head_weight):
+    """A NaN head is refused on loading; a finite head of 3e38 makes the logits, and so the probabilities,
+    non-finite: refused when the outputs are written."""
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    checkpoint, name = nan_classifier(tmp_path, 2, ["no", "yes"], len(vocab))
-    (tmp_path / "input.txt").write_text("the cat\n", encoding="utf-8")
+    checkpoint, name = nan_classifier(tmp_path, 2, ["no", "yes"], len(vocab), head_weight)
+    (tmp_path / "input.txt").write_text("\nthe cat\n", encoding="utf-8")
     out = previous_outputs(tmp_path / "out", "predictions.jsonl")
     before = snapshot(out)
     line = refusal(predict.main, ["--task=classifier", f"--config={tmp_path / 'classifier.yaml'}",
                                   f"--checkpoint={checkpoint}", f"--vocab_file={tmp_path / 'vocab.txt'}",
                                   f"--input_file={tmp_path / 'input.txt'}",
                                   f"--output_file={out / 'predictions.jsonl'}"], capsys)
-    assert line.startswith(f"error: {checkpoint}: tensor {name} holds inf or NaN")
+    if np.isnan(head_weight):
+        assert line.startswith(f"error: {checkpoint}: tensor {name} holds inf or NaN")
+    else:
+        assert line == (f"error: --output_file {out / 'predictions.jsonl'} (input line 2): not written: "
+                        "probability is nan, and JSON holds finite numbers only (the model's outputs are not finite)")
     assert snapshot(out) == before
 
 
