@@ -11,6 +11,7 @@ import mindspore.dataset as ds
 import numpy as np
 import pytest
 
+import pretrain_eval
 import run_classifier
 import run_pretrain
 import run_squad
@@ -173,6 +174,17 @@ def test_a_token_id_beyond_the_vocabulary_in_the_last_batch_stops_before_step_1(
     line = refused(run_pretrain.main, pretrain_argv(previous_run, data), capsys)
     assert line == (f"error: {data}: column input_ids holds {VOCAB}, which does not fit model.vocab_size {VOCAB} "
                     f"(expected 0..{VOCAB - 1})")
+    assert_untouched(previous_run)
+
+
+def test_pretrain_eval_refuses_a_token_id_beyond_the_vocabulary_before_reading_the_checkpoint(previous_run, tmp_path,
+                                                                                             capsys):
+    rows = pretraining_rows(45)
+    rows[44]["masked_lm_ids"][1] = VOCAB + 7
+    data = write(tmp_path / "late.tfrecord", rows)
+    line = refused(pretrain_eval.main, [*TINY_MODEL, f"--data_dir={data}", f"--output_dir={previous_run}",
+                                        "--overwrite=true", "--load_checkpoint_path=never_read.ckpt"], capsys)
+    assert line.startswith(f"error: {data}: column masked_lm_ids holds {VOCAB + 7}, which does not fit model.vocab_size")
     assert_untouched(previous_run)
 
 
