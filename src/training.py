@@ -24,9 +24,9 @@ number of optimizer steps, and around it:
   if a finite step ended the streak before that read;
 * stops with an error, at the same read points, when the loss is not finite
   (a smaller loss scale cannot help: it acts on the gradients only), and
-  before a save when a weight or optimizer state is not finite: no checkpoint
-  holds inf or NaN, so rotation never deletes the last finite one, which the
-  error names.
+  before a save and at the end when a weight or optimizer state is not finite:
+  no checkpoint holds inf or NaN, so rotation never deletes the last finite
+  one, which the error names.
 
 Rank 0 writes the metrics; the first rank of each server writes the checkpoints
 (`TrainingPlan.saves_checkpoints`), so that every server can resume from its own
@@ -236,7 +236,7 @@ def train(train_cell, dataset, plan, start=None):
             # The same read points on every rank (whether or not it saves), so all ranks stop together.
             check_overflow_streak(train_cell, plan, global_step, last_checkpoint)
             check_finite_loss(outputs[0], global_step, last_checkpoint)
-            if saves:
+            if saves or global_step == plan.total_steps:  # the end: the caller may save the model (fine-tuning)
                 check_finite_weights(train_cell, global_step, last_checkpoint)
             if logs:
                 log.step(step_record(train_cell, plan, global_step, outputs, window_start, window_steps))

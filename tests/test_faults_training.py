@@ -218,6 +218,10 @@ def test_non_finite_weights_are_never_saved_and_the_last_finite_checkpoint_stays
     assert str(error.value) == (f"unused holds inf or NaN at step 3: training diverged, no checkpoint saved; "
                                 f"last good checkpoint: {last}")
     assert snapshot(tmp_path) == before
+    # Without checkpoints (fine-tuning saves its model after the run) the weights are checked at the end.
+    with pytest.raises(TrainingError, match="^unused holds inf or NaN at step 4"):
+        train(cell, dataset(), TrainingPlan(**{**vars(plan), "total_steps": 4, "checkpoint_dir": ""}),
+              {"trained_steps": 2, "micro_batches_done": 2})
 
 
 # ---------------------------------------------------------------- case 13: non-finite checkpoints and results
