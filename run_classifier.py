@@ -80,9 +80,9 @@ def main(argv=None):
     config = bert_config(cfg)
     with setup(cfg, config, "classifier"):  # holds output_dir (and the model directory) until the job ends
         checkpoint = cfg.load_finetune_checkpoint_path
-        check_job_data(cfg, config, "classifier")
         if cfg.do_eval and not cfg.do_train:
             check_fine_tuned(checkpoint, "classifier", label_map, cfg.label2id_file_path)
+        check_job_data(cfg, config, "classifier")  # reads every row: after the cheap checks
         if cfg.do_train:
             settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}
             checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS,

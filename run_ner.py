@@ -123,9 +123,10 @@ def main(argv=None):
             check_vocabulary(load_vocab(cfg.vocab_file_path), cfg.vocab_file_path, config.vocab_size,
                              "--vocab_file_path")
         checkpoint = cfg.load_finetune_checkpoint_path
-        check_job_data(cfg, config, "ner", eval_records=not cfg.eval_data_file_path.endswith(JSON_SUFFIX))
         if cfg.do_eval and not cfg.do_train:
             check_fine_tuned(checkpoint, "ner", label_map, cfg.label2id_file_path)
+        # Reads every row: after the cheap checks.
+        check_job_data(cfg, config, "ner", eval_records=not cfg.eval_data_file_path.endswith(JSON_SUFFIX))
         if cfg.do_train:
             network = BertNER(config, True, cfg.num_class, cfg.use_crf)
             settings = {"num_class": cfg.num_class, "use_crf": cfg.use_crf, "tag_scheme": infer_scheme(label_map),

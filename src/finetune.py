@@ -171,7 +171,7 @@ def check_fine_tuned(checkpoint, task, label_map=None, label_file=""):
     or its predictions would be scored and written under other names. Without the YAML nothing is checked."""
     path = task_yaml_path(checkpoint)
     if not os.path.isfile(path):
-        print(f"note: no {path} next to the checkpoint: its task and labels are not checked", file=sys.stderr)
+        print(f"note: no {path} next to the checkpoint: its task and labels are not checked")
         return
     try:
         with open(path, encoding="utf-8") as f:
