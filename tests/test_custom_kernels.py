@@ -153,20 +153,19 @@ def test_the_bias_gelu_kernel_is_float32_only():
 
 # ---------------------------------------------------------------- build, cache and fallback
 
-def fake_compiler(tmp_path, compile_status):
-    """A script answering `--version` and exiting `compile_status` on a compile (after copying g++'s work
-    when 0); returns its path."""
+def fake_compiler(tmp_path, fails):
+    """A compiler script that answers `--version` with "fake c++ 1.0" and compiles by calling g++, or, if
+    `fails`, prints one error line and exits 1; returns its path."""
+    compile_line = 'echo "fake: cannot compile" >&2; exit 1' if fails else 'exec g++ "$@"'
     script = tmp_path / "fake-c++"
-    script.write_text("#!/bin/sh\n"
-                      'if [ "$1" = --version ]; then echo "fake c++ 1.0"; exit 0; fi\n'
-                      f'if [ {compile_status} -ne 0 ]; then echo "fake: cannot compile" >&2; exit {compile_status}; fi\n'
-                      'exec g++ "$@"\n')
+    script.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "fake c++ 1.0"; exit 0; fi\n'
+                      f"{compile_line}\n")
     script.chmod(0o755)
     return str(script)
 
 
 def test_library_is_built_once_into_the_cache_under_a_key(tmp_path, capsys):
-    environ = {"CXX": fake_compiler(tmp_path, 0), "BERT_KERNEL_CACHE": str(tmp_path / "cache")}
+    environ = {"CXX": fake_compiler(tmp_path, fails=False), "BERT_KERNEL_CACHE": str(tmp_path / "cache")}
     path = cpu_kernels.build_library(environ)
     assert os.path.dirname(path) == str(tmp_path / "cache")
     assert os.path.basename(path) == f"bert_cpu_kernels-{cpu_kernels.library_key('fake c++ 1.0')}.so"
@@ -179,7 +178,7 @@ def test_library_is_built_once_into_the_cache_under_a_key(tmp_path, capsys):
 
 
 def test_failed_build_says_so_in_one_line_and_leaves_nothing(tmp_path, capsys):
-    environ = {"CXX": fake_compiler(tmp_path, 1), "BERT_KERNEL_CACHE": str(tmp_path / "cache")}
+    environ = {"CXX": fake_compiler(tmp_path, fails=True), "BERT_KERNEL_CACHE": str(tmp_path / "cache")}
     assert cpu_kernels.build_library(environ) is None
     assert capsys.readouterr().err.splitlines() == [
         f"building the CPU kernels with {environ['CXX']} failed (fake: cannot compile): "

@@ -10,6 +10,17 @@
 
 #include <cstdint>
 
+// Compile the marked function three times, for AVX-512, AVX2 and the x86-64 baseline (SSE2), and let the
+// dynamic loader pick the one this CPU runs (GCC's function multi-versioning). Measured on [4096, 1024] (an
+// AVX-512 machine): bias + GELU forward 6.8 ms with SSE2, 2.8 ms with AVX2, 1.0 ms with AVX-512. -march=native
+// would give the same speed, but a cache shared between machines with different CPUs would then hold a
+// library that crashes some of them with an illegal instruction.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CPU_VERSIONS __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CPU_VERSIONS
+#endif
+
 struct AotParams {
   void **params;
   int *ndims;

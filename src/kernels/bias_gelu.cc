@@ -57,7 +57,7 @@ inline void normal_cdf_pdf(float z, float &cdf, float &pdf) {
   pdf = kInvSqrt2Pi * gauss;
 }
 
-void forward(const float *y, const float *bias, int64_t rows, int64_t width, float *out) {
+CPU_VERSIONS void forward(const float *y, const float *bias, int64_t rows, int64_t width, float *out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float *yr = y + r * width;
     float *outr = out + r * width;
@@ -71,8 +71,8 @@ void forward(const float *y, const float *bias, int64_t rows, int64_t width, flo
   }
 }
 
-void backward(const float *y, const float *bias, const float *dout, int64_t rows, int64_t width, float *dz,
-              float *dbias) {
+CPU_VERSIONS void backward(const float *y, const float *bias, const float *dout, int64_t rows, int64_t width,
+                           float *dz, float *dbias) {
   for (int64_t j = 0; j < width; ++j) dbias[j] = 0.0f;
   for (int64_t r = 0; r < rows; ++r) {
     const float *yr = y + r * width;

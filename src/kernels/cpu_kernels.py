@@ -20,7 +20,14 @@ runtime) and -fno-trapping-math (lets the compiler vectorise branches it
 would otherwise keep for floating-point exceptions, which nothing reads). No
 -march=native: a cache directory may be shared by machines with different
 CPUs (a network home directory, a container image), and a library built for
-one would crash on another with an illegal instruction.
+one would crash on another with an illegal instruction. Instead each kernel
+is compiled for AVX-512, AVX2 and baseline x86-64 and the loader picks what
+the CPU runs (`CPU_VERSIONS` in aot_params.h).
+
+The kernels are single-threaded: MindSpore runs them between its own
+multi-threaded kernels, and together they take ~14 ms of a classifier `small`
+train step of ~450 ms (batch 32, seq 128, 2 cores), so a second thread could
+save at most ~1.5%.
 """
 
 import functools

@@ -17,8 +17,8 @@
 namespace {
 
 // y, mean, rstd of the rows of x (+ residual when not null).
-void forward(const float *x, const float *residual, const float *gamma, const float *beta, float epsilon,
-             int64_t rows, int64_t width, float *y, float *mean_out, float *rstd_out) {
+CPU_VERSIONS void forward(const float *x, const float *residual, const float *gamma, const float *beta,
+                          float epsilon, int64_t rows, int64_t width, float *y, float *mean_out, float *rstd_out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * width;
     const float *rr = residual ? residual + r * width : nullptr;
@@ -47,8 +47,9 @@ void forward(const float *x, const float *residual, const float *gamma, const fl
 
 // dh = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma, xhat the normalised h;
 // dgamma = sum over rows of dy * xhat, dbeta = sum over rows of dy.
-void backward(const float *x, const float *residual, const float *gamma, const float *mean, const float *rstd,
-              const float *dy, int64_t rows, int64_t width, float *dh, float *dgamma, float *dbeta) {
+CPU_VERSIONS void backward(const float *x, const float *residual, const float *gamma, const float *mean,
+                           const float *rstd, const float *dy, int64_t rows, int64_t width, float *dh, float *dgamma,
+                           float *dbeta) {
   for (int64_t j = 0; j < width; ++j) dgamma[j] = dbeta[j] = 0.0f;
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * width;
