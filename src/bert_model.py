@@ -246,6 +246,19 @@ class DenseGelu(Dense):
         return self.bias_gelu(y, self.bias).reshape(shape[:-1] + (y.shape[-1],))
 
 
+def without_cpu_kernels(net):
+    """`net` (changed in place) with the composed ops instead of the C++ kernels in its LayerNorm and
+    DenseGelu cells: for graphs that leave this process (`ms.export`), which cannot call a library in this
+    machine's kernel cache. Calls that run the net itself keep a graph compiled before the change;
+    `ms.export` compiles its own."""
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, LayerNorm):
+            cell.kernel = None
+        elif isinstance(cell, DenseGelu):
+            cell.bias_gelu = None
+    return net
+
+
 def dense_gelu(config, forms):
     """The feed-forward's D -> I layer with its GELU in the kernel `forms` (the C++ kernel: float32 only)."""
     kernel = forms.bias_gelu_kernel and config.compute_type == "float32"

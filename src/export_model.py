@@ -22,7 +22,7 @@ import os
 import mindspore as ms
 from mindspore import nn
 
-from src.bert_model import BertModel
+from src.bert_model import BertModel, without_cpu_kernels
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint
 from src.finetune import load_task_model
 from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
@@ -106,7 +106,9 @@ def export_predictor(predictor, seq_length, file_name, file_format="MINDIR"):
     split_graph = stem + SPLIT_GRAPH_SUFFIX
     # MindSpore picks the split form itself; a split file left by an earlier export must not count.
     before = modification_time(split_graph)
-    ms.export(predictor, *dynamic_batch_inputs(seq_length), file_name=stem, file_format=file_format)
+    # The CPU's C++ kernels stay out of the file: it would call a library in this machine's kernel cache.
+    ms.export(without_cpu_kernels(predictor), *dynamic_batch_inputs(seq_length), file_name=stem,
+              file_format=file_format)
     if file_format == "MINDIR" and modification_time(split_graph) not in (None, before):
         return [split_graph, stem + SPLIT_WEIGHTS_SUFFIX]
     return [stem + suffix]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.bert_model import BertModel, DenseGelu, LayerNorm
+from src.bert_model import BertModel, DenseGelu, LayerNorm, without_cpu_kernels
 from src.kernel_forms import kernel_forms
 from src.kernels import cpu_kernels
 from tests.helpers import random_inputs, randomize_parameters, tiny_config
@@ -149,6 +149,27 @@ def test_the_bias_gelu_kernel_is_float32_only():
     assert layer.intermediate.bias_gelu is None
     assert layer.output.layernorm.kernel is not None
     assert BertModel(tiny_config(), is_training=True, forms=CPU).bert_encoder.layers[0].intermediate.bias_gelu
+
+
+def test_without_cpu_kernels_gives_the_composed_model():
+    """What `export_predictor` exports: a model built with the kernels, then stripped of them, is the model
+    built without them, to the bit (in inference mode, before its first call: a compiled graph is kept)."""
+    config = tiny_config()
+    inputs = [ms.Tensor(array) for array in random_inputs(config)]
+
+    def build(forms):
+        return BertModel(config, is_training=False, forms=forms)
+
+    kernel_net, composed_net, params = twin_nets(build, COMPOSED)
+    stripped_net = without_cpu_kernels(build(CPU))
+    for param in stripped_net.get_parameters():
+        param.set_data(ms.Tensor(params[param.name]))
+    kernel_cells = (cpu_kernels.LayerNormKernel, cpu_kernels.BiasGeluKernel)
+    assert not [name for name, cell in stripped_net.cells_and_names() if isinstance(cell, kernel_cells)]
+    assert [name for name, cell in kernel_net.cells_and_names() if isinstance(cell, kernel_cells)]
+    stripped, composed = stripped_net(*inputs)[0].asnumpy(), composed_net(*inputs)[0].asnumpy()
+    np.testing.assert_array_equal(stripped, composed)
+    assert_close_to_scale(kernel_net(*inputs)[0].asnumpy(), composed)
 
 
 # ---------------------------------------------------------------- build, cache and fallback
