@@ -142,7 +142,13 @@ def test_model_with_kernels_equals_the_model_without(use_relative_positions):
     assert not all(np.array_equal(kernel_results[name], value) for name, value in composed_results.items())
 
 
-def test_the_bias_gelu_kernel_is_float32_only():
+def test_a_kernel_refuses_other_dtypes_instead_of_misreading_them():
+    kernel = cpu_kernels.BiasGeluKernel()
+    with pytest.raises(RuntimeError, match=r"function\(BiasGelu\) is 1"):
+        kernel(ms.Tensor(np.ones((2, 3), np.float16)), ms.Tensor(np.ones(3, np.float16)))
+
+
+def test_the_model_uses_the_bias_gelu_kernel_for_float32_only():
     """A float16 compute type keeps the composed GELU (the kernel reads float32), the LayerNorm kernel stays."""
     model = BertModel(tiny_config(compute_type="float16"), is_training=True, forms=CPU)
     layer = model.bert_encoder.layers[0]

@@ -9,6 +9,7 @@
 #define SRC_KERNELS_AOT_PARAMS_H_
 
 #include <cstdint>
+#include <cstring>
 
 // Compile the marked function three times, for AVX-512, AVX2 and the x86-64 baseline (SSE2), and let the
 // dynamic loader pick the one this CPU runs (GCC's function multi-versioning). Measured on [4096, 1024] (an
@@ -22,9 +23,20 @@
 #endif
 
 struct AotParams {
+  int nparam;
   void **params;
   int *ndims;
   int64_t **shapes;
+  const char **dtypes;
+
+  // Whether there are `count` tensors, all float32 (the kernels' only type): a kernel returns 1 otherwise.
+  bool are_float32(int count) const {
+    if (nparam != count) return false;
+    for (int i = 0; i < nparam; ++i) {
+      if (std::strcmp(dtypes[i], "float32") != 0) return false;
+    }
+    return true;
+  }
 
   const float *in(int i) const { return static_cast<const float *>(params[i]); }
   float *out(int i) const { return static_cast<float *>(params[i]); }

@@ -94,17 +94,17 @@ CPU_VERSIONS void backward(const float *y, const float *bias, const float *dout,
 extern "C" {
 
 // Inputs y [..., I], bias [I]; output gelu(y + bias) [..., I].
-int BiasGelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 3) return 1;
-  const AotParams p{params, ndims, shapes};
+int BiasGelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const AotParams p{nparam, params, ndims, shapes, dtypes};
+  if (!p.are_float32(3)) return 1;
   forward(p.in(0), p.in(1), p.rows(0), p.width(0), p.out(2));
   return 0;
 }
 
 // Inputs y [..., I], bias [I], dout [..., I]; outputs dy (= dz) [..., I], dbias [I].
-int BiasGeluGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 5) return 1;
-  const AotParams p{params, ndims, shapes};
+int BiasGeluGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const AotParams p{nparam, params, ndims, shapes, dtypes};
+  if (!p.are_float32(5)) return 1;
   backward(p.in(0), p.in(1), p.in(2), p.rows(0), p.width(0), p.out(3), p.out(4));
   return 0;
 }

@@ -82,36 +82,36 @@ CPU_VERSIONS void backward(const float *x, const float *residual, const float *g
 extern "C" {
 
 // Inputs x, residual [..., D], gamma, beta [D], epsilon [1]; outputs y [..., D], mean, rstd [rows].
-int ResidualLayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 8) return 1;
-  const AotParams p{params, ndims, shapes};
+int ResidualLayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const AotParams p{nparam, params, ndims, shapes, dtypes};
+  if (!p.are_float32(8)) return 1;
   forward(p.in(0), p.in(1), p.in(2), p.in(3), p.in(4)[0], p.rows(0), p.width(0), p.out(5),
           p.out(6), p.out(7));
   return 0;
 }
 
 // Inputs x, residual [..., D], gamma [D], mean, rstd [rows], dy [..., D]; outputs dh [..., D], dgamma, dbeta [D].
-int ResidualLayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 9) return 1;
-  const AotParams p{params, ndims, shapes};
+int ResidualLayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const AotParams p{nparam, params, ndims, shapes, dtypes};
+  if (!p.are_float32(9)) return 1;
   backward(p.in(0), p.in(1), p.in(2), p.in(3), p.in(4), p.in(5), p.rows(0), p.width(0), p.out(6),
            p.out(7), p.out(8));
   return 0;
 }
 
 // LayerNorm without a residual (the embeddings'): ResidualLayerNorm's inputs and outputs less the residual.
-int LayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 7) return 1;
-  const AotParams p{params, ndims, shapes};
+int LayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const AotParams p{nparam, params, ndims, shapes, dtypes};
+  if (!p.are_float32(7)) return 1;
   forward(p.in(0), nullptr, p.in(1), p.in(2), p.in(3)[0], p.rows(0), p.width(0), p.out(4),
           p.out(5), p.out(6));
   return 0;
 }
 
 // The gradient of LayerNorm: ResidualLayerNormGrad's inputs and outputs less the residual.
-int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
-  if (nparam != 8) return 1;
-  const AotParams p{params, ndims, shapes};
+int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  const AotParams p{nparam, params, ndims, shapes, dtypes};
+  if (!p.are_float32(8)) return 1;
   backward(p.in(0), nullptr, p.in(1), p.in(2), p.in(3), p.in(4), p.rows(0), p.width(0),
            p.out(5), p.out(6), p.out(7));
   return 0;
