@@ -204,6 +204,13 @@ def test_library_is_built_once_into_the_cache_under_a_key(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_cache_directory_is_the_variable_else_the_user_cache():
+    home = os.path.expanduser("~")
+    assert cpu_kernels.cache_dir({}) == os.path.join(home, ".cache", "bert_mindspore", "kernels")
+    assert cpu_kernels.cache_dir({"XDG_CACHE_HOME": "/c"}) == "/c/bert_mindspore/kernels"
+    assert cpu_kernels.cache_dir({"XDG_CACHE_HOME": "/c", "BERT_KERNEL_CACHE": "/k"}) == "/k"
+
+
 def test_failed_build_says_so_in_one_line_and_leaves_nothing(tmp_path, capsys):
     environ = {"CXX": fake_compiler(tmp_path, fails=True), "BERT_KERNEL_CACHE": str(tmp_path / "cache")}
     assert cpu_kernels.build_library(environ) is None

@@ -50,15 +50,18 @@ FLAGS = ("-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", "-std
 COMPILER_VARIABLE = "CXX"
 DEFAULT_COMPILER = "g++"
 CACHE_VARIABLE = "BERT_KERNEL_CACHE"
-DEFAULT_CACHE = os.path.join("~", ".cache", "bert_mindspore", "kernels")
+# Otherwise under the user's cache directory (the XDG convention): $XDG_CACHE_HOME, else ~/.cache.
+CACHE_SUBDIRECTORY = os.path.join("bert_mindspore", "kernels")
 LIBRARY_NAME = "bert_cpu_kernels"
 # Characters of the source hash kept in the library's file name.
 HASH_CHARS = 16
 
 
-def cache_dir(environ=os.environ):
-    """Where built libraries go: $BERT_KERNEL_CACHE, else ~/.cache/bert_mindspore/kernels."""
-    return os.path.expanduser(environ.get(CACHE_VARIABLE) or DEFAULT_CACHE)
+def cache_dir(environ):
+    """Where built libraries go: $BERT_KERNEL_CACHE, else $XDG_CACHE_HOME (default ~/.cache)/bert_mindspore/kernels."""
+    if environ.get(CACHE_VARIABLE):
+        return os.path.expanduser(environ[CACHE_VARIABLE])
+    return os.path.join(os.path.expanduser(environ.get("XDG_CACHE_HOME") or "~/.cache"), CACHE_SUBDIRECTORY)
 
 
 def compiler_identity(compiler):
