@@ -14,6 +14,10 @@ line, in order:
                 (character offsets, end inclusive, as CLUENER writes them)
     squad       {"line", "id", "answer", "probability"}
 
+Inputs run sorted by length, each batch cut to the shortest of `--bucket_list`
+(by default the task YAML's, as in evaluation) that holds it; the results are
+those of a run at full length, in input order.
+
 Empty lines give {"line", "skipped": "empty line"}. Inputs longer than the
 model's sequence are truncated (classifier, ner; a warning counts them) or
 split into windows (squad), exactly as in training and evaluation: the
@@ -24,6 +28,7 @@ written (it is written whole, or left as it was); the vocabulary fits the
 model's embedding rows; the labels match the model's classes.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -32,10 +37,10 @@ import time
 import yaml
 
 from src import squad
-from src.config import Config, bool_flag, command_parser, concrete_bert_config
+from src.config import Config, bool_flag, command_parser, concrete_bert_config, read_yaml
 from src.checkpoint import finite_json, write_text_atomic
 from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, Example, RowBuilder
-from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS
+from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS, bucket_lengths
 from src.device import AUTO, TARGETS, init_device, job_target
 from src.errors import UserError, exit_on_user_error
 from src.export_model import build_predictor
@@ -47,6 +52,7 @@ TASKS = ("classifier", "ner", "squad")
 LABELLED_TASKS = ("classifier", "ner")
 INPUT_FLAGS = ("input_file", "config", "checkpoint", "vocab_file")
 STANDARD_STREAM = "-"
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class PredictError(UserError):
@@ -62,11 +68,28 @@ def parse_args(argv):
     parser.add_argument("--input_file", default="-", help="input text; - is standard input")
     parser.add_argument("--output_file", default="-", help="JSON lines output; - is standard output")
     parser.add_argument("--batch_size", type=int, default=32, help="inputs per forward pass")
+    parser.add_argument("--bucket_list", type=length_list, default=None,
+                        help="batches are cut to the shortest of these lengths (seq_length added) that holds "
+                             "them, e.g. [32,64,128]; [] for none; default: bucket_list of task_<task>_config.yaml")
     parser.add_argument("--device_target", choices=(AUTO, *TARGETS), default=AUTO,
                         help="device; auto: Ascend, else GPU, else CPU, as this machine can use")
     parser.add_argument("--device_id", type=int, default=0, help="device to use; a launcher's DEVICE_ID wins")
     parser.add_argument("--graph_mode", type=bool_flag, default=True, help="compile the model (fast) or not")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.bucket_list is None:
+        args.bucket_list = read_yaml(os.path.join(REPO_DIR, f"task_{args.task}_config.yaml"))["bucket_list"]
+    return args
+
+
+def length_list(text):
+    """argparse `type` of --bucket_list: a list of whole numbers such as [32,64,128]."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not (isinstance(value, list) and all(type(item) is int for item in value)):
+        raise argparse.ArgumentTypeError(f"expected a list of lengths such as [32,64,128], got {text!r}")
+    return value
 
 
 def read_task_config(path, task, device_target):
@@ -129,9 +152,11 @@ def read_inputs(path):
             stream.close()
 
 
-def predict_rows(model, rows, columns, batch_size):
-    """The predictor's outputs for in-memory rows, in order."""
-    _, outputs = predict(model, rows_dataset(rows, columns, batch_size))
+def predict_rows(model, rows, columns, args, token_outputs=False):
+    """The predictor's outputs for in-memory rows, in order: run sorted by length, in batches of
+    --batch_size cut to --bucket_list (src.finetune.predict); `token_outputs`: one output per token."""
+    _, outputs = predict(model, rows_dataset(rows, columns, args.batch_size), bucket_list=args.bucket_list,
+                         token_outputs=token_outputs)
     return outputs
 
 
@@ -141,7 +166,7 @@ def classify(lines, config, settings, args, tokenizer):
                          args.input_file)
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
     model = load_task_model(build_predictor("classifier", config, settings["num_class"]), args.checkpoint)
-    (probabilities,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args.batch_size)
+    (probabilities,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args)
     results = [{"line": number, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
                for (number, text), p in zip(lines, probabilities)]
     return results, builder.truncated
@@ -154,7 +179,7 @@ def tag(lines, config, settings, args, tokenizer):
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
     model = load_task_model(build_predictor("ner", config, settings["num_class"], settings["use_crf"]),
                             args.checkpoint)
-    (tag_ids,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args.batch_size)
+    (tag_ids,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args, token_outputs=True)
     results = []
     for (number, text), ids in zip(lines, tag_ids):
         length = min(len(text), config.seq_length - SPECIAL_TOKENS_PER_TEXT)
@@ -171,7 +196,7 @@ def answer(lines, config, settings, args, tokenizer):
                                         settings["max_query_length"]))
     rows = [squad.feature_row(feature, is_training=False) for feature in features]
     model = load_task_model(build_predictor("squad", config), args.checkpoint)
-    outputs = predict_rows(model, rows, SQUAD_EVAL_COLUMNS, args.batch_size)
+    outputs = predict_rows(model, rows, SQUAD_EVAL_COLUMNS, args, token_outputs=True)
     raw = [squad.RawResult(feature.unique_id, start.tolist(), end.tolist())
            for feature, start, end in zip(features, *outputs)]
     answers, nbest = squad.make_predictions(examples, features, raw, settings["n_best_size"],
@@ -222,6 +247,7 @@ def main(argv=None):
     device = Config({"device_target": args.device_target, "device_id": args.device_id,
                      "mode": "GRAPH" if args.graph_mode else "PYNATIVE"})
     config, settings = read_task_config(args.config, args.task, job_target(device))
+    bucket_lengths(args.bucket_list, config.seq_length)   # a bad --bucket_list stops here, before any work
     tokenizer = FullTokenizer(args.vocab_file, settings.get("do_lower_case", True))
     check_vocabulary(tokenizer.vocab, args.vocab_file, config.vocab_size, "--vocab_file")
     lines = read_inputs(args.input_file)

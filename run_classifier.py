@@ -50,7 +50,8 @@ def score(method, labels, probabilities):
 
 def evaluate(cfg, config, checkpoint, method):
     model = load_task_model(TaskPredictor(BertCLSModel(config, False, cfg.num_class)), checkpoint)
-    columns, (probabilities,) = predict(model, eval_dataset(cfg, config, CLASSIFIER_COLUMNS))
+    columns, (probabilities,) = predict(model, eval_dataset(cfg, config, CLASSIFIER_COLUMNS),
+                                        bucket_list=cfg.bucket_list)
     labels = columns["label_ids"].reshape(-1)
     predictions = probabilities.argmax(axis=-1)
     results = score(method, labels, probabilities)

@@ -69,7 +69,7 @@ def evaluate(cfg, config, checkpoint, label_map, method):
     scheme = infer_scheme(label_map)
     dataset, examples = evaluation_data(cfg, config, label_map, scheme, method)
     model = load_task_model(TaskPredictor(BertNERModel(config, False, cfg.num_class, cfg.use_crf)), checkpoint)
-    columns, (predicted_ids,) = predict(model, dataset)
+    columns, (predicted_ids,) = predict(model, dataset, bucket_list=cfg.bucket_list, token_outputs=True)
     # Tags of the characters: positions 1 .. length - 2 (between [CLS] and [SEP]).
     lengths = columns["input_mask"].sum(axis=1) - 2
     true_tags = [[id_to_tag[i] for i in row[1:1 + n]] for row, n in zip(columns["label_ids"], lengths)]

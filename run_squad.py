@@ -55,7 +55,8 @@ def check_rows_match(features, columns, cfg):
 def evaluate(cfg, config, checkpoint):
     examples, features = evaluation_windows(cfg, config)
     model = load_task_model(TaskPredictor(BertSquadModel(config, False)), checkpoint)
-    columns, (start_logits, end_logits) = predict(model, eval_dataset(cfg, config, SQUAD_EVAL_COLUMNS))
+    columns, (start_logits, end_logits) = predict(model, eval_dataset(cfg, config, SQUAD_EVAL_COLUMNS),
+                                                    bucket_list=cfg.bucket_list, token_outputs=True)
     check_rows_match(features, columns, cfg)
     results = [squad.RawResult(int(uid), start.tolist(), end.tolist())
                for uid, start, end in zip(columns["unique_ids"].reshape(-1), start_logits, end_logits)]

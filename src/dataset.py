@@ -15,6 +15,12 @@ reads whole files and every row is read exactly once. Otherwise rows are split
 repeats up to `device_num - 1` rows: unequal shards would leave one device
 waiting for the others at the end of an epoch.
 
+Dynamic padding (`bucket_list`): rows are batched as they come (shuffled,
+so every batch is a random sample), then each batch's token columns are cut
+to the shortest bucket length that holds its longest row (`cut_to_bucket`):
+attention over padding is wasted work, and a compiled model builds one graph
+per bucket length. Evaluation sorts rows by length instead (src.finetune.predict).
+
 Shapes: every new input shape is another graph compilation, which on Ascend
 costs far more than on CPU or GPU. Where `fixed_shapes` says so (Ascend),
 `bucket_list` is ignored (every batch is padded to seq_length) and the
@@ -41,6 +47,8 @@ PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_lab
 CLASSIFIER_COLUMNS = ("input_ids", "input_mask", "segment_ids", "label_ids")
 SQUAD_TRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "start_positions", "end_positions")
 SQUAD_EVAL_COLUMNS = ("input_ids", "input_mask", "segment_ids", "unique_ids")
+# Columns holding indices into the sequence: a batch is never cut shorter than they reach.
+POSITION_COLUMNS = ("start_positions", "end_positions")
 
 EXTENSIONS = {"tfrecord": (".tfrecord", ".tf_record", ".record"), "mindrecord": (".mindrecord",)}
 # Parallel map workers: a few, never more than the machine has.
@@ -91,8 +99,9 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
         dataset_format (str): "tfrecord" or "mindrecord".
         seq_length (int): if given, `input_ids` must have this length (the model's `seq_length`).
         drop_remainder (bool): drop a last, smaller batch (training) or keep it (evaluation).
-        bucket_list (sequence of int): if given, batch by length (see `bucket_by_length`);
-            ignored, with a note, where MindSpore's target wants fixed shapes (`fixed_shapes`).
+        bucket_list (sequence of int): if given, cut each batch to the shortest of these lengths
+            (seq_length always added) that holds its rows (`cut_batches`); ignored, with a note,
+            where MindSpore's target wants fixed shapes (`fixed_shapes`).
     Returns:
         mindspore.dataset.Dataset yielding `columns`, int32 except float columns.
     """
@@ -129,18 +138,20 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
                                       num_parallel_workers=num_parallel_workers)
     if dataset.get_dataset_size() == 0:
         raise DatasetError(f"data_dir {data_dir}: no rows for reader {rank} of {device_num}")
-    if bucket_list and fixed_shapes(ms.get_context("device_target")):
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if not bucket_list:
+        return dataset
+    if fixed_shapes(ms.get_context("device_target")):
         print(f"note: bucket_list {list(bucket_list)} ignored on {ms.get_context('device_target')}: every batch "
               f"is padded to seq_length {lengths['input_ids']}, so one compiled graph serves them all")
-    elif bucket_list:
-        return bucket_by_length(dataset, lengths, bucket_list, batch_size, drop_remainder)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder)
+        return dataset
+    return cut_batches(dataset, lengths, bucket_list)
 
 
 def fixed_shapes(device_target):
     """Whether batches should keep one shape on `device_target`: on Ascend, where every new input
-    shape is another graph compilation (far slower than on CPU or GPU). CPU and GPU keep length
-    buckets and a smaller last evaluation batch."""
+    shape is another graph compilation (far slower than on CPU or GPU). CPU and GPU cut batches to
+    bucket lengths and keep a smaller last evaluation batch."""
     return device_target in FIXED_SHAPE_TARGETS
 
 
@@ -166,43 +177,48 @@ def pad_rows(columns, batch_size):
 
 def bucket_lengths(bucket_list, seq_length):
     """The sorted bucket lengths: those of `bucket_list` below `seq_length`, then `seq_length`."""
-    if any(int(length) < 1 for length in bucket_list):
-        raise DatasetError(f"bucket_list: lengths must be positive, got {list(bucket_list)}")
-    return sorted({int(length) for length in bucket_list if int(length) < seq_length} | {seq_length})
+    if any(type(length) is not int or length < 1 for length in bucket_list):
+        raise DatasetError(f"bucket_list: expected positive whole lengths such as [32, 64], got {list(bucket_list)}")
+    return sorted({length for length in bucket_list if length < seq_length} | {seq_length})
 
 
-def bucket_by_length(dataset, row_lengths, bucket_list, batch_size, drop_remainder):
-    """Batches of rows cut to the shortest bucket length that holds all their real tokens.
+def bucket_length(input_mask, buckets, positions=()):
+    """The shortest of `buckets` (sorted, the last one seq_length) that holds every real token of
+    `input_mask` (int [B, S]) and every index of `positions` (int arrays [B, 1]); seq_length if none does."""
+    real = np.flatnonzero(input_mask.any(axis=0))
+    needed = max([int(real[-1]) + 1 if real.size else 1] + [int(column.max()) + 1 for column in positions])
+    return buckets[min(bisect.bisect_left(buckets, needed), len(buckets) - 1)]
 
-    The model zoo's `bucket_list` idea: most classification and NER inputs are
-    far shorter than `seq_length`, and attention over padding is wasted work.
-    Each row's token columns (those as long as `input_ids`: the inputs, and
-    NER's per-token labels) lose only padding (`input_mask` 0) beyond the
-    bucket length; the model's outputs at real tokens do not depend on padding,
-    so the loss of a batch is unchanged. Every batch holds `batch_size` rows of
-    one length, so a compiled model builds one graph per bucket.
+
+def cut_batches(dataset, row_lengths, bucket_list):
+    """Batches whose token columns are cut to `bucket_length`: they lose only padding.
+
+    The token columns are those as long as `input_ids` (the inputs, and NER's
+    per-token labels); SQuAD's start/end positions index real tokens (or 0), so
+    they stay below the cut, which `bucket_length` makes sure of. The model's
+    outputs at real tokens do not depend on padding, so a batch's loss and
+    update are those of the batch padded to seq_length.
 
     Args:
-        dataset: unbatched rows.
-        row_lengths (dict): {column: values per row}; `input_ids` gives seq_length.
+        dataset: batches of rows padded to seq_length, token columns [B, S].
+        row_lengths (dict): {column: values per row}; `input_ids` gives seq_length S.
         bucket_list (sequence of int): bucket lengths; seq_length is always added.
-        batch_size (int), drop_remainder (bool): per bucket.
+    Returns:
+        the dataset with token columns [B, L], L the batch's bucket length.
     """
     seq_length = row_lengths["input_ids"]
     buckets = bucket_lengths(bucket_list, seq_length)
     token_columns = [column for column, length in row_lengths.items() if length == seq_length]
+    position_columns = [column for column in POSITION_COLUMNS if column in row_lengths]
     mask_index = token_columns.index("input_mask")
 
     def cut_to_bucket(*values):
-        real = np.flatnonzero(values[mask_index])
-        needed = int(real[-1]) + 1 if real.size else 1
-        length = buckets[bisect.bisect_left(buckets, needed)]
-        return tuple(value[:length] for value in values)
+        tokens, positions = values[:len(token_columns)], values[len(token_columns):]
+        length = bucket_length(tokens[mask_index], buckets, positions)
+        return tuple(value[:, :length] for value in tokens) + positions
 
-    dataset = dataset.map(operations=cut_to_bucket, input_columns=token_columns, output_columns=token_columns)
-    # Bucket i holds lengths in [boundary[i-1], boundary[i]): one boundary just above each length but the last.
-    return dataset.bucket_batch_by_length(["input_mask"], [length + 1 for length in buckets[:-1]],
-                                          [batch_size] * len(buckets), drop_remainder=drop_remainder)
+    columns = token_columns + position_columns
+    return dataset.map(operations=cut_to_bucket, input_columns=columns, output_columns=columns)
 
 
 def check_schema(schema_path, columns, lengths, data_path):

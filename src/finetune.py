@@ -25,7 +25,8 @@ import yaml
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint, save_checkpoint_atomic
 from src.checkpoint import finite_json, write_text_atomic
 from src.config import ConfigError
-from src.dataset import check_task_data, create_dataset, fixed_shapes, pad_rows
+from src.dataset import (bucket_length, bucket_lengths, check_task_data, create_dataset, fixed_shapes,
+                         pad_rows)
 from src.device import init_device, job_target
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
@@ -58,6 +59,7 @@ def setup(cfg, config, task_name):
             raise ConfigError(f"{key} must be at least 1, got {getattr(cfg, key)}")
     if not 0.0 <= cfg.warmup_proportion <= 1.0:
         raise ConfigError(f"warmup_proportion: expected a fraction in [0, 1], got {cfg.warmup_proportion}")
+    bucket_lengths(cfg.bucket_list, config.seq_length)   # a bad bucket_list stops the job here, not after training
     init_device(cfg, config.compute_type, training=cfg.do_train)
     ms.set_seed(cfg.random_seed)
     ds.config.set_seed(cfg.random_seed)
@@ -229,34 +231,78 @@ def warn_truncated(count, max_tokens):
         print(f"warning: {count} inputs longer than {max_tokens} tokens were truncated", file=sys.stderr)
 
 
-def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segment_ids"), pad_last_batch=None):
-    """Run `predictor` over `dataset`; returns ({column: all rows}, [output arrays, all rows]).
+def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segment_ids"), bucket_list=(),
+            token_outputs=False, fixed_shape=None):
+    """Run `predictor` over every row of `dataset`; returns ({column: all rows}, [output arrays, all rows]),
+    both in the dataset's row order.
 
-    With `pad_last_batch` (by default where `fixed_shapes` says so for MindSpore's
-    target: Ascend), a last, smaller batch runs padded to the dataset's batch size
-    and only its real rows' outputs are kept, so the compiled predictor sees one shape.
+    Dynamic padding: rows run sorted by length, in batches of the dataset's batch
+    size, each cut to the shortest length of `bucket_list` (seq_length always
+    added) that holds its rows (`batch_plan`), so short rows run short; the
+    outputs then go back to the rows' order. With `token_outputs` (outputs of one
+    value per token, [B, L, ...]) they are padded back to seq_length (`to_length`).
+
+    With `fixed_shape` (by default where `fixed_shapes` says so for MindSpore's
+    target: Ascend), every batch keeps seq_length and a last, smaller batch runs
+    padded to the batch size, only its real rows' outputs kept, so the compiled
+    predictor sees one shape.
     """
-    if pad_last_batch is None:
-        pad_last_batch = fixed_shapes(ms.get_context("device_target"))
+    if fixed_shape is None:
+        fixed_shape = fixed_shapes(ms.get_context("device_target"))
+    columns = read_rows(dataset)
+    inputs = [columns[name] for name in input_columns]                  # each [N, S]
+    seq_length = inputs[0].shape[1]
+    buckets = [seq_length] if fixed_shape else bucket_lengths(bucket_list, seq_length)
     batch_size = dataset.get_batch_size()
-    columns, outputs = {}, []
-    for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
-        inputs, real_rows = [batch[name] for name in input_columns], len(batch[input_columns[0]])
-        if pad_last_batch:
-            inputs, real_rows = pad_rows(inputs, batch_size)
-        result = predictor(*[ms.Tensor(values) for values in inputs])
+    order, outputs = [], []
+    for rows, length in batch_plan(columns["input_mask"], batch_size, buckets):
+        batch, real_rows = [values[rows, :length] for values in inputs], len(rows)   # each [B, L]
+        if fixed_shape:
+            batch, real_rows = pad_rows(batch, batch_size)
+        result = predictor(*[ms.Tensor(values) for values in batch])
         result = result if isinstance(result, tuple) else (result,)
-        for name, values in batch.items():
-            columns.setdefault(name, []).append(values)
-        outputs.append([value.asnumpy()[:real_rows] for value in result])
-    if not outputs:
+        values = [value.asnumpy()[:real_rows] for value in result]
+        outputs.append([to_length(value, seq_length) for value in values] if token_outputs else values)
+        order.append(rows)
+    order = np.concatenate(order)
+    return columns, [in_order(np.concatenate(values), order) for values in zip(*outputs)]
+
+
+def read_rows(dataset):
+    """{column: every row of the batched `dataset`, [N, ...]}, in its order."""
+    batches = list(dataset.create_dict_iterator(num_epochs=1, output_numpy=True))
+    if not batches:
         raise ConfigError("eval_data_file_path: no rows to evaluate")
-    return ({name: np.concatenate(values) for name, values in columns.items()},
-            [np.concatenate(values) for values in zip(*outputs)])
+    return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+
+
+def batch_plan(input_mask, batch_size, buckets):
+    """[(row indices, length)]: the rows of `input_mask` (int [N, S]) sorted by real length, in batches of
+    `batch_size`, each with the shortest of `buckets` (sorted, the last seq_length) that holds its rows."""
+    order = np.argsort(input_mask.sum(axis=1), kind="stable")
+    return [(rows, bucket_length(input_mask[rows], buckets))
+            for rows in np.split(order, range(batch_size, len(order), batch_size))]
+
+
+def to_length(values, seq_length):
+    """Per-token values [B, L, ...] padded to [B, seq_length, ...]: integers (tags) with 0, what the task
+    models give at padding; floats (SQuAD's logits) with the lowest float, so that a position the
+    batch did not compute never ranks above a computed one."""
+    fill = np.finfo(values.dtype).min if np.issubdtype(values.dtype, np.floating) else 0
+    widths = [(0, 0), (0, seq_length - values.shape[1])] + [(0, 0)] * (values.ndim - 2)
+    return np.pad(values, widths, constant_values=fill)
+
+
+def in_order(values, order):
+    """`values` [N, ...] of rows `order` (a permutation), put back in row order."""
+    restored = np.empty_like(values)
+    restored[order] = values
+    return restored
 
 
 def eval_dataset(cfg, config, columns):
-    """The evaluation data, in file order unless `eval_data_shuffle`, every row kept."""
+    """The evaluation data, in file order unless `eval_data_shuffle`, every row kept, padded to seq_length
+    (`predict` sorts the rows by length and cuts its batches to `bucket_list`)."""
     return create_dataset(cfg.eval_data_file_path, columns, cfg.eval_batch_size, do_shuffle=cfg.eval_data_shuffle,
                           dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
 

@@ -66,7 +66,7 @@ def test_padded_last_batch_predicts_what_the_unpadded_run_does():
     results = {}
     for pad in (False, True):
         recorder = ShapeRecorder(predictor)
-        results[pad] = predict(recorder, rows_dataset(rows, CLASSIFIER_COLUMNS, BATCH), pad_last_batch=pad)
+        results[pad] = predict(recorder, rows_dataset(rows, CLASSIFIER_COLUMNS, BATCH), fixed_shape=pad)
         assert recorder.batch_sizes == ([BATCH] * 3 if pad else [BATCH, BATCH, ROWS - 2 * BATCH])
     (columns, (probabilities,)), (padded_columns, (padded_probabilities,)) = results[False], results[True]
     assert probabilities.shape == padded_probabilities.shape == (ROWS, NUM_CLASSES)
