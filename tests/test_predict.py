@@ -109,3 +109,46 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, vocab_file, capsys):
     with pytest.raises(SystemExit):
         predict.main([*argv[:1], "--task=ner", *argv[1:], f"--vocab_file={vocab_file}", f"--input_file={source}"])
     assert "describes a 'classifier' model, not --task=ner" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["classifier", "ner"])
+def test_inputs_of_several_lengths_give_the_full_length_results_in_input_order(task, tmp_path, vocab_file, capsys,
+                                                                              monkeypatch):
+    config = tiny_config(vocab_size=len(VOCAB), seq_length=SEQ)
+    if task == "classifier":
+        model = BertCLSModel(config, False, len(CLASSES))
+        settings = {"num_class": 3, "labels": CLASSES, "do_lower_case": True}
+    else:
+        model = BertNERModel(config, False, len(TAGS), use_crf=False)
+        settings = {"num_class": len(TAGS), "use_crf": False, "tag_scheme": "BIO", "labels": TAGS,
+                    "do_lower_case": True}
+    argv = fine_tuned(tmp_path, model, task, settings)
+    # 6, 3, 4 and 5 tokens with [CLS] and [SEP]: sorted, batches of 2 run at lengths 4 and SEQ.
+    token_lists = ([["the", "dog", "ran", "."], ["cat"], ["cat", "sat"], ["a", "dog", "sat"]] if task == "classifier"
+                   else [["北", "京", "人", "在"], ["北"], ["上", "海"], ["人", "在", "上"]])
+    lines = [(" " if task == "classifier" else "").join(tokens) for tokens in token_lists]
+    shapes, run = [], predict.predict
+    monkeypatch.setattr(predict, "predict", lambda model, *args, **kwargs: run(
+        lambda *inputs: shapes.append(inputs[0].shape) or model(*inputs), *args, **kwargs))
+    outputs, _ = run_predict([*argv, f"--vocab_file={vocab_file}", "--bucket_list=[4]"], tmp_path, lines, capsys)
+    assert shapes == [(2, 4), (2, SEQ)]
+    expected = run_direct(model, token_lists)
+    assert [output["line"] for output in outputs] == [1, 2, 3, 4]
+    for output, values, text in zip(outputs, expected, lines):
+        if task == "classifier":
+            assert output["label"] == CLASSES[int(values.argmax())]
+            assert output["probability"] == pytest.approx(float(values.max()), rel=1e-5)  # float32 sums' order
+        else:
+            spans = tags_to_spans([TAGS[i] for i in values[1:1 + len(text)]], "BIO")
+            assert output["entities"] == [{"type": kind, "text": text[start:end + 1], "start": start, "end": end}
+                                          for kind, start, end in sorted(spans, key=lambda span: span[1])]
+
+
+def test_a_bad_bucket_list_is_one_line_and_exit_2(tmp_path, vocab_file, capsys):
+    model = BertCLSModel(tiny_config(vocab_size=len(VOCAB), seq_length=SEQ), False, len(CLASSES))
+    argv = fine_tuned(tmp_path, model, "classifier", {"num_class": 3, "labels": CLASSES, "do_lower_case": True})
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([*argv, f"--vocab_file={vocab_file}", "--bucket_list=[0, 4]"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: bucket_list: expected positive whole lengths such as [32, 64], got [0, 4]"]
