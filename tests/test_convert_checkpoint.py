@@ -25,6 +25,7 @@ from src.convert_checkpoint import main as convert_main
 from src.create_finetune_data import main as finetune_data_main
 from src.finetune import load_task_model
 from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
+from src.staging import OutputError
 from tests import numpy_bert
 from tests.helpers import random_inputs, randomize_parameters, run, tiny_config
 from tests.test_create_finetune_data import CHINESE, FIXTURES, parse_tfrecord
@@ -205,7 +206,7 @@ def test_atomic_save_keeps_the_last_good_checkpoint_on_failure(tmp_path, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(ms, "save_checkpoint", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="model.ckpt: cannot write \\(disk full\\)"):
         save_checkpoint_atomic([{"name": "w", "data": ms.Tensor(np.zeros(3, np.float32))}], path)
     monkeypatch.undo()
     np.testing.assert_array_equal(ms.load_checkpoint(path)["w"].asnumpy(), np.ones(3))
