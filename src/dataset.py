@@ -17,7 +17,7 @@ waiting for the others at the end of an epoch.
 
 Dynamic padding (`bucket_list`): rows are batched as they come (shuffled,
 so every batch is a random sample), then each batch's token columns are cut
-to the shortest bucket length that holds its longest row (`cut_to_bucket`):
+to the shortest bucket length that holds its longest row (`cut_batches`):
 attention over padding is wasted work, and a compiled model builds one graph
 per bucket length. Evaluation sorts rows by length instead (src.finetune.predict).
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import mindspore as ms
+import run_classifier
 from src.finetune import batch_plan, predict, rows_dataset
 from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
 from src.dataset import CLASSIFIER_COLUMNS
@@ -100,3 +101,12 @@ def test_fixed_shape_runs_one_shape():
                                   fixed_shape=True)
     assert recorder.shapes == [(BATCH, SEQ)] * 3
     np.testing.assert_allclose(probabilities, unsorted_run(recorder.predictor, rows)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_bad_bucket_list_stops_the_job_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_classifier.main([f"--output_dir={tmp_path}", "--do_eval=true", "--eval_data_file_path=x.tfrecord",
+                             "--load_finetune_checkpoint_path=x.ckpt", "--bucket_list=[64, -1]"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: bucket_list: expected positive whole lengths such as [32, 64], got [64, -1]"]
