@@ -70,7 +70,7 @@ def parse_args(argv):
     parser.add_argument("--batch_size", type=int, default=32, help="inputs per forward pass")
     parser.add_argument("--bucket_list", type=length_list, default=None,
                         help="batches are cut to the shortest of these lengths (seq_length added) that holds "
-                             "them, e.g. [32,64,128]; [] for none; default: bucket_list of task_<task>_config.yaml")
+                             "them, e.g. [32,64,128]; [] for none (default: bucket_list of task_<task>_config.yaml)")
     parser.add_argument("--device_target", choices=(AUTO, *TARGETS), default=AUTO,
                         help="device; auto: Ascend, else GPU, else CPU, as this machine can use")
     parser.add_argument("--device_id", type=int, default=0, help="device to use; a launcher's DEVICE_ID wins")
