@@ -130,7 +130,8 @@ def test_auto_is_the_default_kept_in_the_config_and_resolved_in_the_model():
 def test_a_fine_tuned_model_keeps_auto_and_each_device_resolves_it(tmp_path):
     cfg = load_config(os.path.join(REPO, "task_classifier_config.yaml"),
                       ["--bert_network=tiny", "--model.seq_length=8", f"--output_dir={tmp_path}"])
-    path = save_task_model(cfg, BertCLS(bert_config(cfg), False, 2), "classifier", {"num_class": 2})
+    path = save_task_model(cfg, BertCLS(bert_config(cfg), False, 2), "classifier",
+                           {"num_class": 2, "labels": ["0", "1"], "do_lower_case": True})  # as run_classifier saves
     yaml_path = path[:-len(".ckpt")] + ".yaml"
     assert yaml.safe_load(open(yaml_path, encoding="utf-8"))["model"]["compute_type"] == "auto"
     # Fine-tuned in float16 on a GPU, predicted in float32 on a CPU: each reader resolves auto for itself.
