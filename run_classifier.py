@@ -18,8 +18,8 @@ from src.bert_for_finetune import BertCLS
 from src.config import bert_config, load_config
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
-from src.finetune import (check_fine_tuned, check_job_data, eval_dataset, load_task_model, predict, read_label_map,
-                          save_results, setup, train_task)
+from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, save_results,
+                          setup, train_task)
 from src.finetune_eval_model import BertCLSModel, TaskPredictor
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_classifier_config.yaml")
@@ -80,10 +80,8 @@ def main(argv=None):
     label_map = read_label_map(cfg.label2id_file_path, cfg.num_class) if cfg.label2id_file_path else None
     config = bert_config(cfg)
     with setup(cfg, config, "classifier"):  # holds output_dir (and the model directory) until the job ends
+        check_job_inputs(cfg, config, "classifier", label_map)
         checkpoint = cfg.load_finetune_checkpoint_path
-        if cfg.do_eval and not cfg.do_train:
-            check_fine_tuned(checkpoint, "classifier", label_map, cfg.label2id_file_path)
-        check_job_data(cfg, config, "classifier")  # reads every row: after the cheap checks
         if cfg.do_train:
             settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}
             checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS,

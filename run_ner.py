@@ -24,11 +24,10 @@ from src.config import ConfigError, bert_config, load_config
 from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, read_cluener_rows
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
-from src.finetune import (check_fine_tuned, check_job_data, check_vocabulary, eval_dataset, load_task_model,
-                          predict, read_label_map, rows_dataset, save_results, setup, train_task, warn_truncated)
+from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, rows_dataset,
+                          save_results, setup, train_task, warn_truncated)
 from src.finetune_eval_model import BertNERModel, TaskPredictor
 from src.ner_tagging import infer_scheme, tags_to_spans
-from src.tokenization import load_vocab
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_ner_config.yaml")
 SUBMISSION_FILE = "cluener_predict.json"
@@ -119,14 +118,9 @@ def main(argv=None):
     label_map = read_label_map(cfg.label2id_file_path, cfg.num_class)
     config = bert_config(cfg)
     with setup(cfg, config, "ner"):  # holds output_dir (and the model directory) until the job ends
-        if cfg.vocab_file_path:
-            check_vocabulary(load_vocab(cfg.vocab_file_path), cfg.vocab_file_path, config.vocab_size,
-                             "--vocab_file_path")
+        check_job_inputs(cfg, config, "ner", label_map,
+                         eval_records=not cfg.eval_data_file_path.endswith(JSON_SUFFIX))
         checkpoint = cfg.load_finetune_checkpoint_path
-        if cfg.do_eval and not cfg.do_train:
-            check_fine_tuned(checkpoint, "ner", label_map, cfg.label2id_file_path)
-        # Reads every row: after the cheap checks.
-        check_job_data(cfg, config, "ner", eval_records=not cfg.eval_data_file_path.endswith(JSON_SUFFIX))
         if cfg.do_train:
             network = BertNER(config, True, cfg.num_class, cfg.use_crf)
             settings = {"num_class": cfg.num_class, "use_crf": cfg.use_crf, "tag_scheme": infer_scheme(label_map),

@@ -23,10 +23,9 @@ from src.bert_for_finetune import BertSquad
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import SQUAD_EVAL_COLUMNS, SQUAD_TRAIN_COLUMNS
 from src.errors import exit_on_user_error
-from src.finetune import (check_fine_tuned, check_job_data, check_vocabulary, eval_dataset, load_task_model,
-                          predict, save_results, setup, train_task)
+from src.finetune import check_job_inputs, eval_dataset, load_task_model, predict, save_results, setup, train_task
 from src.finetune_eval_model import NUM_SPAN_LOGITS, BertSquadModel, TaskPredictor
-from src.tokenization import FullTokenizer, load_vocab
+from src.tokenization import FullTokenizer
 
 
 def evaluation_windows(cfg, config):
@@ -81,13 +80,8 @@ def main(argv=None):
                           f"got {cfg.num_class}")
     config = bert_config(cfg)
     with setup(cfg, config, "squad"):  # holds output_dir (and the model directory) until the job ends
-        if cfg.vocab_file_path:
-            check_vocabulary(load_vocab(cfg.vocab_file_path), cfg.vocab_file_path, config.vocab_size,
-                             "--vocab_file_path")
+        check_job_inputs(cfg, config, "squad")
         checkpoint = cfg.load_finetune_checkpoint_path
-        if cfg.do_eval and not cfg.do_train:
-            check_fine_tuned(checkpoint, "squad")
-        check_job_data(cfg, config, "squad")  # reads every row: after the cheap checks
         if cfg.do_train:
             settings = {key: getattr(cfg, key) for key in ("do_lower_case", "doc_stride", "max_query_length",
                                                               "n_best_size", "max_answer_length")}

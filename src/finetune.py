@@ -31,6 +31,7 @@ from src.device import init_device, job_target
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
 from src.run_directory import check_not_replacing, hold_directories
+from src.tokenization import load_vocab
 from src.training import ENCODER_PREFIX, METRICS_FILE, TrainingPlan, build_train_cell, train
 
 RESULTS_FILE = "eval_results.json"
@@ -326,6 +327,19 @@ def read_label_map(path, num_class):
 # The data each task name reads, in training and in evaluation (as src.dataset.task_columns names it).
 DATA_TASKS = {"classifier": ("classifier", "classifier"), "ner": ("ner", "ner"),
               "squad": ("squad training", "squad evaluation")}
+
+
+def check_job_inputs(cfg, config, task_name, label_map=None, eval_records=True):
+    """A fine-tuning job's files against each other and the model, cheapest first: the vocabulary's size
+    (`check_vocabulary`, when the job is given one), the fine-tuned model's task and labels when it only
+    evaluates (`check_fine_tuned`), then every data row (`check_job_data`)."""
+    if cfg.vocab_file_path:
+        check_vocabulary(load_vocab(cfg.vocab_file_path), cfg.vocab_file_path, config.vocab_size,
+                         "--vocab_file_path")
+    if cfg.do_eval and not cfg.do_train:
+        check_fine_tuned(cfg.load_finetune_checkpoint_path, task_name, label_map,
+                         cfg.label2id_file_path if label_map is not None else "")
+    check_job_data(cfg, config, task_name, eval_records)
 
 
 def check_job_data(cfg, config, task_name, eval_records=True):
