@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: pretrain a tiny BERT on the corpus in data/ on CPU, evaluate it on
-# held-out text, plot, and print a summary (about 5 minutes on 2 cores, after the
+# held-out text, plot, and print a summary (about 3 minutes on 2 cores, after the
 # one-time install). Options: --bert_network=bert|nezha, --output_dir=DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
