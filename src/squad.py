@@ -65,6 +65,10 @@ ON_ERROR_CHOICES = ("fail", "skip")
 TYPE_NAMES = {list: "a list", str: "a string", int: "an integer"}  # for messages about the JSON's fields
 
 
+class SquadSettingsError(UserError):
+    """Window settings that cannot make a feature (a stride below 1, a query that fills the window)."""
+
+
 class SquadDataError(UserError):
     """The SQuAD file is unreadable, not SQuAD-shaped, or an answer does not match its context."""
 
@@ -233,10 +237,10 @@ def iter_features(examples, tokenizer, is_training, max_seq_length=MAX_SEQ_LENGT
     A generator, so that a large training set can be written without holding every feature.
     """
     if max_seq_length <= max_query_length + 3:
-        raise ValueError(f"max_seq_length ({max_seq_length}) must exceed max_query_length ({max_query_length})"
-                         f" + 3 ([CLS] and two [SEP])")
+        raise SquadSettingsError(f"--max_seq_length ({max_seq_length}) must exceed --max_query_length "
+                                 f"({max_query_length}) + 3 ([CLS] and two [SEP])")
     if doc_stride <= 0:
-        raise ValueError(f"doc_stride must be positive, not {doc_stride}")
+        raise SquadSettingsError(f"--doc_stride must be positive, got {doc_stride}")
     unique_id = FIRST_UNIQUE_ID
     doc_tokens = None
     for example_index, example in enumerate(examples):

@@ -133,6 +133,17 @@ def test_failed_conversion_into_a_new_directory_leaves_nothing(inputs, tmp_path,
     assert os.listdir(tmp_path) == []  # new/ and new/out/ were made by the run and removed again
 
 
+@pytest.mark.parametrize("flags, culprit", [(["--doc_stride=0"], "--doc_stride must be positive, got 0"),
+                                            (["--max_seq_length=40", "--max_query_length=40"],
+                                             "--max_seq_length (40) must exceed --max_query_length (40) + 3")])
+def test_impossible_squad_windows_are_one_line(flags, culprit, tmp_path, capsys):
+    code, stderr = run(create_finetune_data.main,
+                       ["--task=squad", f"--input_file={os.path.join(FIXTURES, 'squad.json')}",
+                        f"--vocab_file={UNCASED}", f"--output_dir={tmp_path / 'out'}", *flags], capsys)
+    assert_one_error_line(code, stderr, culprit)
+    assert os.listdir(tmp_path) == []  # the run's new directory is removed again
+
+
 def test_empty_split_is_refused(previous_runs, tmp_path, capsys):
     before = previous_outputs(previous_runs, "finetune", tmp_path / "out")
     code, stderr = run(create_finetune_data.main, finetune_argv(tmp_path / "out", TNEWS, "--dev_fraction=0.001"),

@@ -220,7 +220,7 @@ def test_rows_match_their_columns(tmp_path, tokenizer):
             assert row[name].dtype == np.dtype(dtype) and row[name].shape == (length,), name
     assert squad.feature_row(feature, True)["start_positions"].tolist() == [14]   # "milk": 3 + 11
     assert squad.feature_row(feature, False)["unique_ids"].tolist() == [1000000000]
-    with pytest.raises(ValueError, match=r"max_seq_length \(67\) must exceed max_query_length \(64\) \+ 3"):
+    with pytest.raises(squad.SquadSettingsError, match=r"--max_seq_length \(67\) must exceed --max_query_length \(64\) \+ 3"):
         squad.convert_examples_to_features([example], tokenizer, is_training=True, max_seq_length=67)
 
 
