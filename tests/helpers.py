@@ -1,6 +1,11 @@
-"""Helpers shared by the tests: tiny configs, random weights and inputs."""
+"""Helpers shared by the tests: tiny configs, random weights and inputs, small filesystems."""
+
+import contextlib
+import os
+import subprocess
 
 import mindspore as ms
+import pytest
 import numpy as np
 
 from src.bert_model import PRESETS, BertConfig
@@ -42,3 +47,18 @@ def run(net, *arrays):
     """Call a Cell on NumPy arrays; returns NumPy outputs."""
     outputs = net(*[ms.Tensor(a) for a in arrays])
     return [o.asnumpy() for o in outputs]
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path, options):
+    """A fresh tmpfs mounted at `path` with mount `options` (e.g. "size=64k,ro") for the block, to make a full
+    or read-only disk (tests run as root, which ignores mode bits); skips the test where mounting is refused."""
+    os.makedirs(path, exist_ok=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
+                           text=True, check=False)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here to make a full or read-only disk: {mount.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)

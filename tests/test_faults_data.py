@@ -4,7 +4,6 @@ Each failure must end with one line naming the flag or file, exit status 2, no t
 outputs byte-identical, and no staging or partial file left behind (src/staging.py).
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import pytest
 from src import create_finetune_data, create_pretraining_data, staging
 from src.dataset import create_bert_dataset
 from src.errors import UserError
+from tests.helpers import mounted_tmpfs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "data", "finetune")
@@ -99,20 +99,6 @@ def previous_runs(inputs, tmp_path_factory):
 def previous_outputs(previous_runs, command, destination):
     shutil.copytree(previous_runs / command, destination, dirs_exist_ok=True)
     return snapshot(destination)
-
-
-@contextlib.contextmanager
-def mounted_tmpfs(path, options):
-    """A fresh tmpfs at `path` (skips the test where mounting is not allowed); unmounted afterwards."""
-    os.makedirs(path, exist_ok=True)
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
-                           text=True, check=False)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here to make a full or read-only disk: {mount.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 # ---------------------------------------------------------------- case 1: whole or nothing

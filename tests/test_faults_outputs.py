@@ -7,7 +7,6 @@ filesystems are small tmpfs mounts (tests run as root; skipped where mounting
 is not allowed).
 """
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from src.run_directory import LOCK_FILE
 from src.training import checkpoint_paths
 from tests.test_create_finetune_data import CHINESE, FIXTURES
 from tests.test_run_pretrain import data_dir, metrics, tiny_args  # noqa: F401 (data_dir is a fixture)
+from tests.helpers import mounted_tmpfs
 
 SEQ = 32
 CHINESE_VOCAB_SIZE = 21128
@@ -70,21 +70,6 @@ def snapshot(directory):
 
 def temporary_files(directory):
     return [name for _, _, names in os.walk(directory) for name in names if name.startswith(".tmp-")]
-
-
-@contextlib.contextmanager
-def tmpfs(path, size, read_only=False):
-    """A tmpfs of `size` mounted at `path` (read-only if asked) for the block; skips the test if not allowed."""
-    os.makedirs(path, exist_ok=True)
-    options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
-                             text=True, check=False)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here (needs root and mount rights): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 def start_holder(directory):
@@ -225,7 +210,7 @@ def test_a_fine_tuning_run_does_not_replace_a_previous_model(tnews, tmp_path, ca
 
 def test_an_unwritable_model_directory_is_found_before_training(tnews, tmp_path, capsys):
     """Was (case 10): found only after training, when the fine-tuned model was lost."""
-    with tmpfs(tmp_path / "read_only", "1m", read_only=True) as read_only:
+    with mounted_tmpfs(tmp_path / "read_only", "size=1m,ro") as read_only:
         fails_with(capsys, run_classifier.main,
                    classifier_args(tnews, tmp_path / "run", f"--save_finetune_checkpoint_path={read_only}"),
                    f"save_finetune_checkpoint_path {read_only}: not writable (Read-only file system)")
@@ -251,7 +236,7 @@ def test_an_output_path_that_is_a_file_or_lies_under_one(data_dir, tnews, tmp_pa
 
 def test_a_read_only_output_dir_is_refused_before_the_work(data_dir, tmp_path, capsys):  # noqa: F811
     """Was (case 18): pretrain_eval evaluated everything, then died with a PermissionError traceback."""
-    with tmpfs(tmp_path / "read_only", "1m", read_only=True) as read_only:
+    with mounted_tmpfs(tmp_path / "read_only", "size=1m,ro") as read_only:
         for main, extra in ((run_pretrain.main, ()), (pretrain_eval.main, ("--load_checkpoint_path=x.ckpt",))):
             fails_with(capsys, main, tiny_args(data_dir, read_only, *extra),
                        f"output_dir {read_only}: not writable (Read-only file system)")
@@ -260,7 +245,7 @@ def test_a_read_only_output_dir_is_refused_before_the_work(data_dir, tmp_path, c
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(  # noqa: F811
         data_dir, tmp_path, capsys):
     """Was (case 18): an OSError traceback, and MindSpore's half-written `.tmp` file left beside the checkpoint."""
-    with tmpfs(tmp_path / f"small-{uuid.uuid4().hex[:6]}", ONE_CHECKPOINT_FS) as small:
+    with mounted_tmpfs(tmp_path / f"small-{uuid.uuid4().hex[:6]}", f"size={ONE_CHECKPOINT_FS}") as small:
         fails_with(capsys, run_pretrain.main,
                    tiny_args(data_dir, tmp_path / "run", "--train_steps=2", "--save_checkpoint_steps=1",
                              "--save_checkpoint_num=1", f"--save_checkpoint_path={small}"),
