@@ -49,6 +49,10 @@ TRUNCATION_SIGMAS = 2.0
 # Transformer's position encoding.
 SINUSOID_BASE = 10000.0
 
+# Every model here holds its BertModel in an attribute named `bert`, so the encoder's parameters are
+# `bert.*` in every checkpoint: pretraining, task models and converted ones alike.
+ENCODER_PREFIX = "bert."
+
 DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
 ACTIVATIONS = ("gelu",)
 RELATIVE_POSITION_TYPES = ("functional", "learned")

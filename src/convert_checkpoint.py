@@ -67,14 +67,13 @@ import yaml
 from safetensors.numpy import load_file, save_file
 
 from src.bert_for_pre_training import BertPreTraining
-from src.bert_model import BertConfig, BertModel
+from src.bert_model import ENCODER_PREFIX, BertConfig, BertModel
 from src.checkpoint import (TEXT_FILE_MODE, load_params_into, read_checkpoint, replace_atomically,
                             save_checkpoint_atomic, write_text_atomic)
 from src.config import command_parser, concrete_bert_config, read_yaml, resolve_model
 from src.device import AUTO
 from src.errors import UserError, exit_on_user_error
 from src.finetune_eval_model import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
-from src.training import ENCODER_PREFIX
 
 
 class ConversionError(UserError):

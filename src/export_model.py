@@ -22,11 +22,10 @@ import os
 import mindspore as ms
 from mindspore import nn
 
-from src.bert_model import BertModel, without_cpu_kernels
+from src.bert_model import ENCODER_PREFIX, BertModel, without_cpu_kernels
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint
 from src.finetune import load_task_model
 from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
-from src.training import ENCODER_PREFIX
 
 TASKS = ("encoder", "classifier", "ner", "squad")
 INPUT_NAMES = ("input_ids", "input_mask", "token_type_ids")

@@ -22,6 +22,7 @@ import mindspore.dataset as ds
 import numpy as np
 import yaml
 
+from src.bert_model import ENCODER_PREFIX
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint, save_checkpoint_atomic
 from src.checkpoint import finite_json, write_text_atomic
 from src.config import ConfigError
@@ -32,7 +33,7 @@ from src.optimizers import build_optimizer
 from src.plotting import plot_training
 from src.run_directory import check_not_replacing, hold_directories
 from src.tokenization import load_vocab
-from src.training import ENCODER_PREFIX, METRICS_FILE, TrainingPlan, build_train_cell, train
+from src.training import METRICS_FILE, TrainingPlan, build_train_cell, train
 
 RESULTS_FILE = "eval_results.json"
 LOSS_PLOT = "loss.png"

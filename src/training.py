@@ -45,6 +45,7 @@ import time
 import mindspore as ms
 import numpy as np
 
+from src.bert_model import ENCODER_PREFIX
 from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic, write_text_atomic
 from src.errors import UserError
 from src.optimizers import BertLearningRate
@@ -54,8 +55,6 @@ METRICS_FILE = "metrics.jsonl"
 # Keys stored next to the parameters in a training checkpoint.
 # ("global_step" itself is taken: the optimizer's own step counter.)
 STATE_KEYS = ("trained_steps", "micro_batches_done")
-# Names of the encoder's parameters in every task model (heads have other prefixes).
-ENCODER_PREFIX = "bert."
 # Targets where MindSpore sinks data (mindspore.data_sink raises on others).
 SINK_TARGETS = ("Ascend", "GPU")
 # train_steps meaning "epoch_size passes over the data".
