@@ -59,7 +59,8 @@ class PretrainingMetrics(nn.Cell):
 
     def construct(self, input_ids, input_mask, token_type_ids, next_sentence_labels,
                   masked_lm_positions, masked_lm_ids, masked_lm_weights):
-        mlm_log_probs, nsp_log_probs = self.bert(input_ids, input_mask, token_type_ids, masked_lm_positions)
+        mlm_log_probs, nsp_log_probs = self.bert(input_ids=input_ids, input_mask=input_mask,
+                                                 token_type_ids=token_type_ids, masked_lm_positions=masked_lm_positions)
         labels = masked_lm_ids.reshape(-1)                                          # [B * P]
         weights = masked_lm_weights.reshape(-1)                                     # [B * P]
         correct = (ops.argmax(mlm_log_probs, dim=-1) == labels).astype(ms.float32)

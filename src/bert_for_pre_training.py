@@ -113,7 +113,8 @@ class BertPreTraining(nn.Cell):
         self.nsp_head = NextSentenceHead(config)
 
     def construct(self, input_ids, input_mask, token_type_ids, masked_lm_positions):
-        sequence_output, pooled_output, embedding_table = self.bert(input_ids, token_type_ids, input_mask)
+        sequence_output, pooled_output, embedding_table = self.bert(
+            input_ids=input_ids, token_type_ids=token_type_ids, input_mask=input_mask)  # [B, S, D], [B, D], [V, D]
         return (self.mlm_head(sequence_output, embedding_table, masked_lm_positions),
                 self.nsp_head(pooled_output))
 
@@ -157,7 +158,8 @@ class BertNetworkWithLoss(nn.Cell):
 
     def construct(self, input_ids, input_mask, token_type_ids, next_sentence_labels,
                   masked_lm_positions, masked_lm_ids, masked_lm_weights):
-        mlm_log_probs, nsp_log_probs = self.bert(input_ids, input_mask, token_type_ids, masked_lm_positions)
+        mlm_log_probs, nsp_log_probs = self.bert(input_ids=input_ids, input_mask=input_mask,
+                                                 token_type_ids=token_type_ids, masked_lm_positions=masked_lm_positions)
         return pretraining_loss(mlm_log_probs, nsp_log_probs, masked_lm_ids, masked_lm_weights,
                                 next_sentence_labels)
 

@@ -544,7 +544,7 @@ class BertTransformer(nn.Cell):
         return hidden_states
 
 
-def attention_mask_bias(input_mask):
+def mask_to_bias(input_mask):
     """[B, S] mask (1 real, 0 padding) -> float32 [B, 1, 1, S] additive bias."""
     mask = input_mask.astype(ms.float32)
     return ((1.0 - mask) * MASK_ADDER).reshape(mask.shape[0], 1, 1, mask.shape[1])
@@ -570,7 +570,7 @@ class BertModel(nn.Cell):
         forms (KernelForms): kernel forms (`src.kernel_forms`); None: those of
             MindSpore's current device target.
 
-    Inputs:
+    Inputs (the model zoo's order; call by keyword, since swapped int32 [B, S] inputs would run unnoticed):
         input_ids: int32 [B, S].
         token_type_ids: int32 [B, S], segment 0 or 1.
         input_mask: int32 [B, S], 1 for real tokens, 0 for padding.
@@ -597,7 +597,7 @@ class BertModel(nn.Cell):
     def construct(self, input_ids, token_type_ids, input_mask):
         word_embeddings = self.bert_embedding_lookup(input_ids)                            # [B, S, D]
         embeddings = self.bert_embedding_postprocessor(token_type_ids, word_embeddings)  # [B, S, D]
-        sequence_output = self.bert_encoder(embeddings, attention_mask_bias(input_mask))  # [B, S, D]
+        sequence_output = self.bert_encoder(embeddings, mask_to_bias(input_mask))  # [B, S, D]
         pooled_output = self.pooler_activation(self.dense(sequence_output[:, 0]).astype(ms.float32))  # [B, D]
         return (sequence_output.astype(self.output_type), pooled_output.astype(self.output_type),
                 self.bert_embedding_lookup.embedding_table)

@@ -55,7 +55,8 @@ class EncoderPredictor(nn.Cell):
         self.bert = BertModel(config, is_training=False)
 
     def construct(self, input_ids, input_mask, token_type_ids):
-        sequence_output, pooled_output, _ = self.bert(input_ids, token_type_ids, input_mask)  # [B, S, D], [B, D]
+        sequence_output, pooled_output, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
+                                                      input_mask=input_mask)  # [B, S, D], [B, D]
         return sequence_output, pooled_output
 
 

@@ -50,7 +50,8 @@ class BertCLSModel(nn.Cell):
         self.dropout, self.dense_1 = head(config, is_training, config.hidden_size, num_labels)
 
     def construct(self, input_ids, input_mask, token_type_ids):
-        _, pooled_output, _ = self.bert(input_ids, token_type_ids, input_mask)   # [B, D]
+        _, pooled_output, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
+                                        input_mask=input_mask)                           # [B, D]
         logits = self.dense_1(self.dropout(pooled_output.astype(ms.float32)))    # [B, C]
         return ops.log_softmax(logits, axis=-1)
 
@@ -83,7 +84,8 @@ class BertNERModel(nn.Cell):
         self.crf = CRF(num_labels) if use_crf else None
 
     def construct(self, input_ids, input_mask, token_type_ids):
-        sequence_output, _, _ = self.bert(input_ids, token_type_ids, input_mask)   # [B, S, D]
+        sequence_output, _, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
+                                          input_mask=input_mask)                         # [B, S, D]
         scores = self.dense_1(self.dropout(sequence_output.astype(ms.float32)))    # [B, S, T]
         if self.use_crf:
             return scores
@@ -118,7 +120,8 @@ class BertSquadModel(nn.Cell):
         self.dense_1 = nn.Dense(config.hidden_size, NUM_SPAN_LOGITS, weight_init=truncated_normal(config))
 
     def construct(self, input_ids, input_mask, token_type_ids):
-        sequence_output, _, _ = self.bert(input_ids, token_type_ids, input_mask)   # [B, S, D]
+        sequence_output, _, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
+                                          input_mask=input_mask)                         # [B, S, D]
         logits = self.dense_1(sequence_output.astype(ms.float32))                  # [B, S, 2]
         return logits[:, :, 0], logits[:, :, 1]
 

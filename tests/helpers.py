@@ -43,9 +43,20 @@ def random_inputs(config, batch_size=3, lengths=(8, 5, 2), seed=1):
     return input_ids, token_type_ids, input_mask
 
 
-def run(net, *arrays):
-    """Call a Cell on NumPy arrays; returns NumPy outputs."""
-    outputs = net(*[ms.Tensor(a) for a in arrays])
+def encoder_inputs(config, **options):
+    """`random_inputs` by `BertModel`'s argument names, for calls by keyword: {input_ids, token_type_ids,
+    input_mask}."""
+    return dict(zip(("input_ids", "token_type_ids", "input_mask"), random_inputs(config, **options)))
+
+
+def encoder_tensors(config, **options):
+    """`encoder_inputs` as MindSpore tensors."""
+    return {name: ms.Tensor(array) for name, array in encoder_inputs(config, **options).items()}
+
+
+def run(net, *arrays, **named_arrays):
+    """Call a Cell on NumPy arrays, positional or by keyword; returns NumPy outputs."""
+    outputs = net(*[ms.Tensor(a) for a in arrays], **{name: ms.Tensor(a) for name, a in named_arrays.items()})
     return [o.asnumpy() for o in outputs]
 
 

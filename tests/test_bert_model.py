@@ -8,7 +8,7 @@ import pytest
 
 from src.bert_model import BertConfig, BertModel, PRESETS, RelativePositionEmbeddings
 from src.checkpoint import load_checkpoint_into, save_checkpoint_atomic
-from tests.helpers import random_inputs, randomize_parameters, run, tiny_config
+from tests.helpers import encoder_inputs, random_inputs, randomize_parameters, run, tiny_config
 from tests.numpy_bert import bert_forward, sinusoid_row
 
 # float32 model against the float64 reference; the exp-based tanh and erf GELU
@@ -23,10 +23,10 @@ def compare_with_numpy(config, seed=0):
 
 def assert_matches_numpy(net, params, config):
     """`net`'s outputs on random padded inputs equal the NumPy reference with `params`."""
-    inputs = random_inputs(config)
-    sequence_output, pooled_output, _ = run(net, *inputs)
-    expected_sequence, expected_pooled = bert_forward(params, config, *inputs)
-    real = inputs[2].astype(bool)
+    inputs = encoder_inputs(config)
+    sequence_output, pooled_output, _ = run(net, **inputs)
+    expected_sequence, expected_pooled = bert_forward(params, config, **inputs)
+    real = inputs["input_mask"].astype(bool)
     assert np.abs(sequence_output[real] - expected_sequence[real]).max() < FP32_TOLERANCE
     assert np.abs(pooled_output - expected_pooled).max() < FP32_TOLERANCE
 
@@ -46,8 +46,9 @@ def test_training_kernels_match_inference_kernels(use_relative_positions):
     inputs = [ms.Tensor(array) for array in random_inputs(config)]
     weights = net.trainable_params()
 
-    def loss(*batch):
-        sequence_output, pooled_output, _ = net(*batch)
+    def loss(input_ids, token_type_ids, input_mask):
+        sequence_output, pooled_output, _ = net(input_ids=input_ids, token_type_ids=token_type_ids,
+                                                input_mask=input_mask)
         return (sequence_output * sequence_output).sum() + pooled_output.sum()
 
     gradient = ms.value_and_grad(loss, grad_position=None, weights=weights)
@@ -133,8 +134,8 @@ def test_padding_does_not_change_real_positions(use_relative_positions):
     padding = input_mask == 0
     changed_ids[padding] = np.random.RandomState(7).randint(1, config.vocab_size, padding.sum())
     changed_types[padding] = 1
-    before = run(net, input_ids, token_type_ids, input_mask)
-    after = run(net, changed_ids, changed_types, input_mask)
+    before = run(net, input_ids=input_ids, token_type_ids=token_type_ids, input_mask=input_mask)
+    after = run(net, input_ids=changed_ids, token_type_ids=changed_types, input_mask=input_mask)
     real = input_mask.astype(bool)
     np.testing.assert_allclose(after[0][real], before[0][real], atol=1e-6)
     np.testing.assert_allclose(after[1], before[1], atol=1e-6)
@@ -143,7 +144,7 @@ def test_padding_does_not_change_real_positions(use_relative_positions):
 def test_outputs_shapes_and_tied_embedding_table():
     config = tiny_config()
     net = BertModel(config, is_training=False)
-    sequence_output, pooled_output, table = run(net, *random_inputs(config))
+    sequence_output, pooled_output, table = run(net, **encoder_inputs(config))
     assert sequence_output.shape == (3, config.seq_length, config.hidden_size)
     assert pooled_output.shape == (3, config.hidden_size)
     np.testing.assert_array_equal(table, net.bert_embedding_lookup.embedding_table.asnumpy())
@@ -151,16 +152,16 @@ def test_outputs_shapes_and_tied_embedding_table():
 
 def test_eval_is_deterministic_and_training_applies_dropout():
     config = tiny_config(hidden_dropout_prob=0.5)
-    inputs = random_inputs(config)
+    inputs = encoder_inputs(config)
     evaluating = BertModel(config, is_training=False)
     params = randomize_parameters(evaluating)
-    np.testing.assert_array_equal(run(evaluating, *inputs)[0], run(evaluating, *inputs)[0])
+    np.testing.assert_array_equal(run(evaluating, **inputs)[0], run(evaluating, **inputs)[0])
 
     training = BertModel(config, is_training=True)
     for param in training.get_parameters():
         param.set_data(ms.Tensor(params[param.name]))
     training.set_train(True)
-    assert np.abs(run(training, *inputs)[0] - run(evaluating, *inputs)[0]).max() > 0.1
+    assert np.abs(run(training, **inputs)[0] - run(evaluating, **inputs)[0]).max() > 0.1
 
 
 def test_initialisation_is_truncated_normal():
@@ -174,13 +175,13 @@ def test_initialisation_is_truncated_normal():
 
 def test_one_hot_embeddings_equal_gather():
     config = tiny_config()
-    inputs = random_inputs(config)
+    inputs = encoder_inputs(config)
     gather = BertModel(config, is_training=False)
     params = randomize_parameters(gather)
     one_hot = BertModel(config, is_training=False, use_one_hot_embeddings=True)
     for param in one_hot.get_parameters():
         param.set_data(ms.Tensor(params[param.name]))
-    np.testing.assert_allclose(run(one_hot, *inputs)[0], run(gather, *inputs)[0], atol=1e-5)
+    np.testing.assert_allclose(run(one_hot, **inputs)[0], run(gather, **inputs)[0], atol=1e-5)
 
 
 # fp16 matmuls on hidden states normalised to unit scale: a few 1e-3 of error is
@@ -191,16 +192,16 @@ FP16_TOLERANCE = 2e-2
 @pytest.mark.parametrize("use_relative_positions", [False, True])
 def test_float16_compute_stays_close_to_float32(use_relative_positions):
     config = tiny_config(use_relative_positions=use_relative_positions, max_relative_position=3)
-    inputs = random_inputs(config)
+    inputs = encoder_inputs(config)
     full = BertModel(config, is_training=False)
     params = randomize_parameters(full, scale=0.1)
     half = BertModel(BertConfig(**{**config.__dict__, "compute_type": "float16"}), is_training=False)
     for param in half.get_parameters():
         param.set_data(ms.Tensor(params[param.name]))
-    expected = run(full, *inputs)
-    actual = run(half, *inputs)
+    expected = run(full, **inputs)
+    actual = run(half, **inputs)
     assert actual[0].dtype == np.float32  # `dtype` (outputs) stays float32
-    real = inputs[2].astype(bool)
+    real = inputs["input_mask"].astype(bool)
     assert np.abs(actual[0][real] - expected[0][real]).max() < FP16_TOLERANCE
     assert np.abs(actual[1] - expected[1]).max() < FP16_TOLERANCE
 

@@ -59,8 +59,9 @@ def test_minilm_matches_hugging_face(minilm_dir, tmp_path):
     net = BertModel(config, is_training=False)
     load_checkpoint_into(net, output, prefix="bert.")
     reference = np.load(REFERENCE)
-    sequence_output, pooled_output, _ = run(net, reference["input_ids"], reference["token_type_ids"],
-                                            reference["input_mask"])
+    sequence_output, pooled_output, _ = run(net, input_ids=reference["input_ids"],
+                                            token_type_ids=reference["token_type_ids"],
+                                            input_mask=reference["input_mask"])
     real = reference["input_mask"].astype(bool)
     sequence_diff = np.abs(sequence_output[real] - reference["sequence_output"][real]).max()
     pooled_diff = np.abs(pooled_output - reference["pooled_output"]).max()
@@ -390,7 +391,8 @@ def test_google_checkpoint_matches_numpy(variant, tmp_path):
     masked_lm_positions = np.array([[1, 2, 7], [0, 3, 4], [1, 1, 0]], np.int32)
     net = BertPreTraining(config, is_training=False)
     load_checkpoint_into(net, output)
-    sequence_output, pooled_output, _ = run(net.bert, input_ids, token_type_ids, input_mask)
+    sequence_output, pooled_output, _ = run(net.bert, input_ids=input_ids, token_type_ids=token_type_ids,
+                                            input_mask=input_mask)
     mlm_log_probs, nsp_log_probs = run(net, input_ids, input_mask, token_type_ids, masked_lm_positions)
 
     expected_sequence, expected_pooled = numpy_bert.bert_forward(

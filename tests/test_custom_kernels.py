@@ -19,7 +19,7 @@ from mindspore import nn
 from src.bert_model import BertModel, DenseGelu, LayerNorm, without_cpu_kernels
 from src.kernel_forms import kernel_forms
 from src.kernels import cpu_kernels
-from tests.helpers import random_inputs, randomize_parameters, tiny_config
+from tests.helpers import encoder_tensors, randomize_parameters, tiny_config
 from tests.numpy_bert import erf
 from tests.numpy_bert import gelu as numpy_gelu
 from tests.numpy_bert import layer_norm as numpy_layer_norm
@@ -131,7 +131,7 @@ class SummedOutput(nn.Cell):
 def test_model_with_kernels_equals_the_model_without(use_relative_positions):
     """The tiny BERT and NEZHA in training mode (dropout off), padded inputs: outputs and every gradient."""
     config = tiny_config(use_relative_positions=use_relative_positions)
-    inputs = [ms.Tensor(array) for array in random_inputs(config)]
+    inputs = list(encoder_tensors(config).values())   # the harness passes them positionally: BertModel's order
     kernel_net, composed_net, _ = twin_nets(lambda forms: BertModel(config, is_training=False, forms=forms),
                                             COMPOSED)
     kernel_results = outputs_and_gradients(kernel_net, inputs)
@@ -161,7 +161,7 @@ def test_without_cpu_kernels_gives_the_composed_model():
     """What `export_predictor` exports: a model built with the kernels, then stripped of them, is the model
     built without them, to the bit (in inference mode, before its first call: a compiled graph is kept)."""
     config = tiny_config()
-    inputs = [ms.Tensor(array) for array in random_inputs(config)]
+    inputs = encoder_tensors(config)
 
     def build(forms):
         return BertModel(config, is_training=False, forms=forms)
@@ -173,9 +173,9 @@ def test_without_cpu_kernels_gives_the_composed_model():
     kernel_cells = (cpu_kernels.LayerNormKernel, cpu_kernels.BiasGeluKernel)
     assert not [name for name, cell in stripped_net.cells_and_names() if isinstance(cell, kernel_cells)]
     assert [name for name, cell in kernel_net.cells_and_names() if isinstance(cell, kernel_cells)]
-    stripped, composed = stripped_net(*inputs)[0].asnumpy(), composed_net(*inputs)[0].asnumpy()
+    stripped, composed = stripped_net(**inputs)[0].asnumpy(), composed_net(**inputs)[0].asnumpy()
     np.testing.assert_array_equal(stripped, composed)
-    assert_close_to_scale(kernel_net(*inputs)[0].asnumpy(), composed)
+    assert_close_to_scale(kernel_net(**inputs)[0].asnumpy(), composed)
 
 
 # ---------------------------------------------------------------- build, cache and fallback
@@ -226,12 +226,12 @@ def test_without_a_compiler_the_model_uses_the_composed_ops(tmp_path):
     script = ("import mindspore as ms; ms.set_device('CPU'); ms.set_context(mode=ms.GRAPH_MODE)\n"
               "from src.kernel_forms import kernel_forms\n"
               "from src.bert_model import BertModel\n"
-              "from tests.helpers import random_inputs, tiny_config\n"
+              "from tests.helpers import encoder_tensors, tiny_config\n"
               "forms = kernel_forms('CPU')\n"
               "print(forms.layer_norm_kernel, forms.bias_gelu_kernel)\n"
               "net = BertModel(tiny_config(), is_training=True)\n"
               "net.set_train(True)\n"
-              "print(*net(*[ms.Tensor(a) for a in random_inputs(tiny_config())])[0].shape)\n")
+              "print(*net(**encoder_tensors(tiny_config()))[0].shape)\n")
     environ = {"PATH": str(tmp_path), "HOME": str(tmp_path), "BERT_KERNEL_CACHE": str(tmp_path / "cache"),
                "PYTHONPATH": REPO}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environ, capture_output=True,

@@ -51,7 +51,8 @@ def live_model(case, config, checkpoint):
     if case == "encoder":
         model = BertModel(config, False)
         load_checkpoint_into(model, checkpoint, prefix="bert.")
-        return lambda input_ids, input_mask, token_type_ids: model(input_ids, token_type_ids, input_mask)[:2]
+        return lambda input_ids, input_mask, token_type_ids: model(
+            input_ids=input_ids, token_type_ids=token_type_ids, input_mask=input_mask)[:2]
     model = {"classifier": lambda: BertCLSModel(config, False, NUM_CLASSES),
              "ner": lambda: BertNERModel(config, False, NUM_TAGS),
              "ner_crf": lambda: BertNERModel(config, False, NUM_TAGS, use_crf=True),

@@ -33,7 +33,8 @@ def log_softmax(x):
 
 
 def encoder_outputs(model, input_ids, token_type_ids, input_mask):
-    sequence, pooled, _ = model.bert(ms.Tensor(input_ids), ms.Tensor(token_type_ids), ms.Tensor(input_mask))
+    sequence, pooled, _ = model.bert(input_ids=ms.Tensor(input_ids), token_type_ids=ms.Tensor(token_type_ids),
+                                     input_mask=ms.Tensor(input_mask))
     return sequence.asnumpy().astype(np.float64), pooled.asnumpy().astype(np.float64)
 
 
