@@ -32,6 +32,7 @@ class BertCLS(nn.Cell):
     def __init__(self, config, is_training, num_labels, use_one_hot_embeddings=False):
         super().__init__(auto_prefix=False)
         self.model = BertCLSModel(config, is_training, num_labels, use_one_hot_embeddings)
+        self.set_train(is_training)
 
     def construct(self, input_ids, input_mask, token_type_ids, label_ids):
         log_probs = self.model(input_ids, input_mask, token_type_ids)                 # [B, C]
@@ -55,6 +56,7 @@ class BertNER(nn.Cell):
     def __init__(self, config, is_training, num_labels, use_crf=False, use_one_hot_embeddings=False):
         super().__init__(auto_prefix=False)
         self.model = BertNERModel(config, is_training, num_labels, use_crf, use_one_hot_embeddings)
+        self.set_train(is_training)
         self.use_crf = use_crf
 
     def construct(self, input_ids, input_mask, token_type_ids, label_ids):
@@ -80,6 +82,7 @@ class BertSquad(nn.Cell):
     def __init__(self, config, is_training, use_one_hot_embeddings=False):
         super().__init__(auto_prefix=False)
         self.model = BertSquadModel(config, is_training, use_one_hot_embeddings)
+        self.set_train(is_training)
 
     def construct(self, input_ids, input_mask, token_type_ids, start_positions, end_positions):
         start_logits, end_logits = self.model(input_ids, input_mask, token_type_ids)  # [B, S] each

@@ -95,7 +95,8 @@ class NextSentenceHead(nn.Cell):
 class BertPreTraining(nn.Cell):
     """The encoder with both pretraining heads.
 
-    Args as `BertModel`'s; `forms` (None: the current device target's) serves both.
+    Args as `BertModel`'s (`is_training`: the initial mode); `forms` (None: the current device target's)
+    serves both.
 
     Inputs:
         input_ids, input_mask, token_type_ids: int32 [B, S].
@@ -111,6 +112,7 @@ class BertPreTraining(nn.Cell):
         self.bert = BertModel(config, is_training, use_one_hot_embeddings, forms)
         self.mlm_head = MaskedLMHead(config, forms)
         self.nsp_head = NextSentenceHead(config)
+        self.set_train(is_training)
 
     def construct(self, input_ids, input_mask, token_type_ids, masked_lm_positions):
         sequence_output, pooled_output, embedding_table = self.bert(
@@ -155,6 +157,7 @@ class BertNetworkWithLoss(nn.Cell):
     def __init__(self, config, is_training, use_one_hot_embeddings=False):
         super().__init__(auto_prefix=False)
         self.bert = BertPreTraining(config, is_training, use_one_hot_embeddings)
+        self.set_train(is_training)
 
     def construct(self, input_ids, input_mask, token_type_ids, next_sentence_labels,
                   masked_lm_positions, masked_lm_ids, masked_lm_weights):

@@ -25,7 +25,6 @@ residual sum + LayerNorm and bias + GELU may run as C++ kernels
 and hands them to the cells that use them.
 """
 
-import copy
 import dataclasses
 import math
 
@@ -550,21 +549,14 @@ def mask_to_bias(input_mask):
     return ((1.0 - mask) * MASK_ADDER).reshape(mask.shape[0], 1, 1, mask.shape[1])
 
 
-def config_for_mode(config, is_training):
-    """A copy of `config` with every dropout probability zero unless `is_training` (Google BERT's rule)."""
-    config = copy.deepcopy(config)
-    if not is_training:
-        config.hidden_dropout_prob = 0.0
-        config.attention_probs_dropout_prob = 0.0
-    return config
-
-
 class BertModel(nn.Cell):
     """Bidirectional Encoder Representations from Transformers (BERT / NEZHA).
 
     Args:
         config (BertConfig): model hyper-parameters.
-        is_training (bool): False zeroes every dropout probability.
+        is_training (bool): the initial mode, `set_train(is_training)`. `Cell.training` is the one
+            train/eval switch: it turns dropout on or off (nn.Dropout passes its input through when not
+            training) and picks the training or inference kernel forms; `set_train` changes it later.
         use_one_hot_embeddings (bool): look embeddings up by one-hot matmul
             instead of gather (faster on some accelerators).
         forms (KernelForms): kernel forms (`src.kernel_forms`); None: those of
@@ -582,7 +574,6 @@ class BertModel(nn.Cell):
 
     def __init__(self, config, is_training, use_one_hot_embeddings=False, forms=None):
         super().__init__()
-        config = config_for_mode(config, is_training)
         forms = forms or kernel_forms()
         self.output_type = DTYPES[config.dtype]
         self.bert_embedding_lookup = nn.Embedding(
@@ -593,6 +584,7 @@ class BertModel(nn.Cell):
         # The pooler's dense layer; the zoo's checkpoints call it plain `dense`.
         self.dense = dense(config, config.hidden_size, config.hidden_size, forms)
         self.pooler_activation = tanh if forms.composed_tanh else ops.tanh
+        self.set_train(is_training)
 
     def construct(self, input_ids, token_type_ids, input_mask):
         word_embeddings = self.bert_embedding_lookup(input_ids)                            # [B, S, D]

@@ -18,14 +18,13 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.CRF import CRF
-from src.bert_model import BertModel, config_for_mode, truncated_normal
+from src.bert_model import BertModel, truncated_normal
 
 NUM_SPAN_LOGITS = 2  # start and end
 
 
-def head(config, is_training, in_channels, out_channels):
+def head(config, in_channels, out_channels):
     """(dropout, dense) of a task head: the encoder's hidden dropout, then a float32 projection."""
-    config = config_for_mode(config, is_training)
     return (nn.Dropout(p=config.hidden_dropout_prob),
             nn.Dense(in_channels, out_channels, weight_init=truncated_normal(config)))
 
@@ -35,7 +34,7 @@ class BertCLSModel(nn.Cell):
 
     Args:
         config (BertConfig): encoder hyper-parameters.
-        is_training (bool): dropout on (True) or off.
+        is_training (bool): the initial mode (`BertModel`'s): dropout on (True) or off.
         num_labels (int): number of classes C.
 
     Inputs:
@@ -47,7 +46,8 @@ class BertCLSModel(nn.Cell):
     def __init__(self, config, is_training, num_labels, use_one_hot_embeddings=False):
         super().__init__()
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
-        self.dropout, self.dense_1 = head(config, is_training, config.hidden_size, num_labels)
+        self.dropout, self.dense_1 = head(config, config.hidden_size, num_labels)
+        self.set_train(is_training)
 
     def construct(self, input_ids, input_mask, token_type_ids):
         _, pooled_output, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
@@ -65,7 +65,7 @@ class BertNERModel(nn.Cell):
 
     Args:
         config (BertConfig): encoder hyper-parameters.
-        is_training (bool): dropout on (True) or off.
+        is_training (bool): the initial mode (`BertModel`'s): dropout on (True) or off.
         num_labels (int): number of tags T.
         use_crf (bool): add a linear-chain CRF (`self.crf`) over the tag scores.
 
@@ -79,9 +79,10 @@ class BertNERModel(nn.Cell):
     def __init__(self, config, is_training, num_labels, use_crf=False, use_one_hot_embeddings=False):
         super().__init__()
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
-        self.dropout, self.dense_1 = head(config, is_training, config.hidden_size, num_labels)
+        self.dropout, self.dense_1 = head(config, config.hidden_size, num_labels)
         self.use_crf = use_crf
         self.crf = CRF(num_labels) if use_crf else None
+        self.set_train(is_training)
 
     def construct(self, input_ids, input_mask, token_type_ids):
         sequence_output, _, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
@@ -105,8 +106,8 @@ class BertSquadModel(nn.Cell):
 
     Args:
         config (BertConfig): encoder hyper-parameters.
-        is_training (bool): dropout on (True) or off (no dropout on this head,
-            as in Google BERT).
+        is_training (bool): the initial mode (`BertModel`'s): dropout on (True) or off (no dropout
+            on this head, as in Google BERT).
 
     Inputs:
         input_ids, input_mask, token_type_ids: int32 [B, S].
@@ -118,6 +119,7 @@ class BertSquadModel(nn.Cell):
         super().__init__()
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
         self.dense_1 = nn.Dense(config.hidden_size, NUM_SPAN_LOGITS, weight_init=truncated_normal(config))
+        self.set_train(is_training)
 
     def construct(self, input_ids, input_mask, token_type_ids):
         sequence_output, _, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,

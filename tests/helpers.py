@@ -10,6 +10,10 @@ import numpy as np
 
 from src.bert_model import PRESETS, BertConfig
 
+# Config fields of a model without dropout: it trains deterministically, and its training mode differs
+# from its inference mode only in the kernel forms (src.kernel_forms).
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
 
 def tiny_config(**changes):
     """The `tiny` preset shrunk further for tests: vocab 50, sequence 8."""

@@ -8,7 +8,7 @@ import pytest
 
 from src.bert_model import BertConfig, BertModel, PRESETS, RelativePositionEmbeddings
 from src.checkpoint import load_checkpoint_into, save_checkpoint_atomic
-from tests.helpers import encoder_inputs, random_inputs, randomize_parameters, run, tiny_config
+from tests.helpers import NO_DROPOUT, encoder_inputs, random_inputs, randomize_parameters, run, tiny_config
 from tests.numpy_bert import bert_forward, sinusoid_row
 
 # float32 model against the float64 reference; the exp-based tanh and erf GELU
@@ -40,8 +40,8 @@ def test_training_kernels_match_inference_kernels(use_relative_positions):
     """On CPU Dense and LayerNorm run other kernels in training mode than in inference mode
     (src.kernel_forms): with dropout off, outputs and gradients must agree, and the training
     mode must also match the NumPy reference."""
-    config = tiny_config(use_relative_positions=use_relative_positions)
-    net = BertModel(config, is_training=False)   # dropout probabilities 0 in both modes
+    config = tiny_config(use_relative_positions=use_relative_positions, **NO_DROPOUT)
+    net = BertModel(config, is_training=False)
     params = randomize_parameters(net, seed=4)
     inputs = [ms.Tensor(array) for array in random_inputs(config)]
     weights = net.trainable_params()
@@ -150,18 +150,28 @@ def test_outputs_shapes_and_tied_embedding_table():
     np.testing.assert_array_equal(table, net.bert_embedding_lookup.embedding_table.asnumpy())
 
 
-def test_eval_is_deterministic_and_training_applies_dropout():
-    config = tiny_config(hidden_dropout_prob=0.5)
+def test_the_training_flag_is_the_one_dropout_switch():
+    """`is_training` only sets the initial mode; `set_train` switches dropout after it: a model built for
+    training, set to eval, is the model built for eval (same weights, deterministic), and set back to
+    training it drops different units at every call."""
+    config = tiny_config(hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
     inputs = encoder_inputs(config)
     evaluating = BertModel(config, is_training=False)
     params = randomize_parameters(evaluating)
-    np.testing.assert_array_equal(run(evaluating, **inputs)[0], run(evaluating, **inputs)[0])
-
     training = BertModel(config, is_training=True)
     for param in training.get_parameters():
         param.set_data(ms.Tensor(params[param.name]))
+    assert training.training and not evaluating.training
+
+    training.set_train(False)
+    expected = run(evaluating, **inputs)[0]
+    for _ in range(2):
+        np.testing.assert_array_equal(run(training, **inputs)[0], expected)
+
     training.set_train(True)
-    assert np.abs(run(training, **inputs)[0] - run(evaluating, **inputs)[0]).max() > 0.1
+    first, second = run(training, **inputs)[0], run(training, **inputs)[0]
+    assert np.abs(first - second).max() > 0.1
+    assert np.abs(first - expected).max() > 0.1
 
 
 def test_initialisation_is_truncated_normal():

@@ -19,7 +19,7 @@ from mindspore import nn
 from src.bert_model import BertModel, DenseGelu, LayerNorm, without_cpu_kernels
 from src.kernel_forms import kernel_forms
 from src.kernels import cpu_kernels
-from tests.helpers import encoder_tensors, randomize_parameters, tiny_config
+from tests.helpers import NO_DROPOUT, encoder_tensors, randomize_parameters, tiny_config
 from tests.numpy_bert import erf
 from tests.numpy_bert import gelu as numpy_gelu
 from tests.numpy_bert import layer_norm as numpy_layer_norm
@@ -130,7 +130,7 @@ class SummedOutput(nn.Cell):
 @pytest.mark.parametrize("use_relative_positions", [False, True])
 def test_model_with_kernels_equals_the_model_without(use_relative_positions):
     """The tiny BERT and NEZHA in training mode (dropout off), padded inputs: outputs and every gradient."""
-    config = tiny_config(use_relative_positions=use_relative_positions)
+    config = tiny_config(use_relative_positions=use_relative_positions, **NO_DROPOUT)
     inputs = list(encoder_tensors(config).values())   # the harness passes them positionally: BertModel's order
     kernel_net, composed_net, _ = twin_nets(lambda forms: BertModel(config, is_training=False, forms=forms),
                                             COMPOSED)
@@ -230,7 +230,6 @@ def test_without_a_compiler_the_model_uses_the_composed_ops(tmp_path):
               "forms = kernel_forms('CPU')\n"
               "print(forms.layer_norm_kernel, forms.bias_gelu_kernel)\n"
               "net = BertModel(tiny_config(), is_training=True)\n"
-              "net.set_train(True)\n"
               "print(*net(**encoder_tensors(tiny_config()))[0].shape)\n")
     environ = {"PATH": str(tmp_path), "HOME": str(tmp_path), "BERT_KERNEL_CACHE": str(tmp_path / "cache"),
                "PYTHONPATH": REPO}

@@ -21,7 +21,7 @@ from src.bert_for_pre_training import MaskedLMHead
 from src.bert_model import BertModel, dense, gelu, layer_norm, tanh
 from src.kernel_forms import KernelForms, kernel_forms
 from src.kernels.cpu_kernels import library_path
-from tests.helpers import encoder_tensors, randomize_parameters, tiny_config
+from tests.helpers import NO_DROPOUT, encoder_tensors, randomize_parameters, tiny_config
 from tests.numpy_bert import gelu as numpy_gelu
 from tests.numpy_bert import layer_norm as numpy_layer_norm
 
@@ -199,7 +199,7 @@ def test_encoder_forms_agree():
     """The whole tiny encoder in training mode (dropout off). With the pooler's tanh in the CPU form
     everything agrees to rounding; with the tanh kernel too only the pooled output may differ, by at
     most that kernel's error (`test_tanh_forms_agree_within_the_cpu_kernels_error`)."""
-    config = tiny_config()
+    config = tiny_config(**NO_DROPOUT)
     inputs = encoder_tensors(config)
 
     def build(forms):

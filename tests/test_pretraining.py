@@ -1,5 +1,6 @@
 """Pretraining heads, loss and train cell against NumPy and closed forms."""
 
+import dataclasses
 import math
 
 import mindspore as ms
@@ -11,7 +12,7 @@ from src.bert_for_pre_training import (ALL_FINITE, INF_NAN, BertNetworkWithLoss,
                                        BertTrainOneStepCell, overflow_check_for)
 from src.optimizers import BertLearningRate
 from src.training import TrainingError, TrainingPlan, learning_rate, train
-from tests.helpers import randomize_parameters, tiny_config
+from tests.helpers import NO_DROPOUT, randomize_parameters, tiny_config
 from tests.numpy_bert import bert_forward, gelu, layer_norm
 
 PREDICTIONS = 3
@@ -73,7 +74,9 @@ def test_parameter_names_match_the_converter():
 
 
 def make_train_cell(config, optimizer="adam", seed=0, **cell_args):
-    network = BertNetworkWithLoss(config, is_training=False)
+    """(network, optimizer, train cell) of the pretraining loss in training mode, without dropout, so that
+    the steps it takes are deterministic."""
+    network = BertNetworkWithLoss(dataclasses.replace(config, **NO_DROPOUT), is_training=True)
     randomize_parameters(network, seed=seed, scale=0.1)
     if optimizer == "adam":
         opt = nn.AdamWeightDecay(network.trainable_params(), learning_rate=1e-2)
