@@ -268,7 +268,7 @@ def init_device(cfg, compute_type, training, environ=os.environ, file=None):
 def training_choices(cfg, target):
     """(overflow check, optimizer steps per data sink) of a training job on `target`, as its train cell and
     loop will choose them; with `describe_setup`, a launcher can show a rank's set-up before starting it."""
-    from src.bert_for_pre_training import overflow_check_for
+    from src.train_cell import overflow_check_for
     from src.training import data_sink_steps
     sink_steps = data_sink_steps(cfg.enable_data_sink, cfg.data_sink_steps, target) if "enable_data_sink" in cfg else 0
     return overflow_check_for(target), sink_steps

@@ -30,8 +30,8 @@ median of 30 alternated calls):
 import mindspore as ms
 from mindspore import nn, ops
 
-# Row-first sums of squares: MindSpore's CPU full reduction is several times slower (see its docstring).
-from src.bert_for_pre_training import _sum_of_squares
+# Row-first sums of squares (see its docstring), as the train cell's clipping norms use.
+from src.train_cell import sum_of_squares
 
 OPTIMIZERS = ("Lamb", "AdamWeightDecay", "Momentum")
 DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
@@ -136,8 +136,8 @@ def _lamb_update_param(beta1, beta2, eps, bias_correction1, bias_correction2, lr
         update = update + weight_decay * param
     # Layer-wise trust ratio ||w|| / ||update||; 1 where either norm is 0
     # (e.g. a bias initialised to zeros), as in nn.Lamb's kernels.
-    param_norm = ops.sqrt(_sum_of_squares(param))
-    update_norm = ops.sqrt(_sum_of_squares(update))
+    param_norm = ops.sqrt(sum_of_squares(param))
+    update_norm = ops.sqrt(sum_of_squares(update))
     both_positive = ops.logical_and(param_norm > 0, update_norm > 0)
     trust_ratio = ops.select(both_positive, param_norm / update_norm, ops.ones_like(param_norm))
     next_param = param - lr * trust_ratio * update

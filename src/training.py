@@ -49,6 +49,7 @@ from src.bert_model import ENCODER_PREFIX
 from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic, write_text_atomic
 from src.errors import UserError
 from src.optimizers import BertLearningRate
+from src.train_cell import BertTrainOneStepCell
 
 CHECKPOINT_PREFIX = "checkpoint_bert"
 METRICS_FILE = "metrics.jsonl"
@@ -387,7 +388,6 @@ def check_training_config(cfg):
 
 def build_train_cell(network, optimizer, cfg):
     """`BertTrainOneStepCell` with the loss-scale, clipping and accumulation settings of `cfg`."""
-    from src.bert_for_pre_training import BertTrainOneStepCell
     scale_update_cell = None
     if cfg.enable_lossscale:
         scale_update_cell = ms.nn.DynamicLossScaleUpdateCell(float(cfg.loss_scale_value), cfg.scale_factor,

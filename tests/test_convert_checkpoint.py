@@ -16,7 +16,7 @@ import yaml
 from safetensors.numpy import load_file, save_file
 
 import run_classifier
-from src.bert_for_pre_training import BertNetworkWithLoss, BertPreTraining, BertTrainOneStepCell
+from src.bert_for_pre_training import BertNetworkWithLoss, BertPreTraining
 from src.bert_model import BertModel
 from src.checkpoint import CheckpointMismatchError, load_checkpoint_into, save_checkpoint_atomic
 from src.config import bert_config, load_config
@@ -26,6 +26,7 @@ from src.create_finetune_data import main as finetune_data_main
 from src.finetune import load_task_model
 from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
 from src.staging import OutputError
+from src.train_cell import BertTrainOneStepCell
 from tests import numpy_bert
 from tests.helpers import random_inputs, randomize_parameters, run, tiny_config
 from tests.test_create_finetune_data import CHINESE, FIXTURES, parse_tfrecord

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from mindspore import amp, nn
 
-from src.bert_for_pre_training import (ALL_FINITE, INF_NAN, BertNetworkWithLoss, BertPreTraining,
-                                       BertTrainOneStepCell, overflow_check_for)
+from src.bert_for_pre_training import BertNetworkWithLoss, BertPreTraining
 from src.optimizers import BertLearningRate
+from src.train_cell import ALL_FINITE, INF_NAN, BertTrainOneStepCell, overflow_check_for
 from src.training import TrainingError, TrainingPlan, learning_rate, train
 from tests.helpers import NO_DROPOUT, randomize_parameters, tiny_config
 from tests.numpy_bert import bert_forward, gelu, layer_norm
