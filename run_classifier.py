@@ -14,13 +14,12 @@ import sys
 import numpy as np
 
 from src import assessment_method
-from src.bert_for_finetune import BertCLS
 from src.config import bert_config, load_config
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
 from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, save_results,
                           setup, train_task)
-from src.finetune_eval_model import BertCLSModel, TaskPredictor
+from src.task_models import BertCLS, BertCLSModel, TaskPredictor
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_classifier_config.yaml")
 # Spearman correlation ranks a score: for two classes, the probability of class 1.

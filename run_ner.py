@@ -19,15 +19,14 @@ import os
 import sys
 
 from src import assessment_method
-from src.bert_for_finetune import BertNER
 from src.config import ConfigError, bert_config, load_config
 from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, read_cluener_rows
 from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
 from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, rows_dataset,
                           save_results, setup, train_task, warn_truncated)
-from src.finetune_eval_model import BertNERModel, TaskPredictor
 from src.ner_tagging import infer_scheme, tags_to_spans
+from src.task_models import BertNER, BertNERModel, TaskPredictor
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_ner_config.yaml")
 SUBMISSION_FILE = "cluener_predict.json"

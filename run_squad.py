@@ -19,12 +19,11 @@ import numpy as np
 
 from src import squad
 from src.assessment_method import squad_evaluate
-from src.bert_for_finetune import BertSquad
 from src.config import ConfigError, bert_config, load_config
 from src.dataset import SQUAD_EVAL_COLUMNS, SQUAD_TRAIN_COLUMNS
 from src.errors import exit_on_user_error
 from src.finetune import check_job_inputs, eval_dataset, load_task_model, predict, save_results, setup, train_task
-from src.finetune_eval_model import NUM_SPAN_LOGITS, BertSquadModel, TaskPredictor
+from src.task_models import NUM_SPAN_LOGITS, BertSquad, BertSquadModel, TaskPredictor
 from src.tokenization import FullTokenizer
 
 

@@ -24,11 +24,10 @@ sys.path.insert(0, REPO)
 import mindspore as ms  # noqa: E402
 
 import src.bert_model as bert_model  # noqa: E402
-from src.bert_for_finetune import BertCLS  # noqa: E402
 from src.config import bert_config, load_config  # noqa: E402
-from src.finetune_eval_model import BertCLSModel  # noqa: E402
 from src.kernel_forms import kernel_forms  # noqa: E402
 from src.optimizers import build_optimizer  # noqa: E402
+from src.task_models import BertCLS, BertCLSModel  # noqa: E402
 from src.training import build_train_cell  # noqa: E402
 
 WARMUP_STEPS = 5

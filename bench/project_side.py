@@ -149,10 +149,9 @@ def ms_gemm_gflops(size):
 
 def ms_network(task, model, num_labels):
     """The project's Cell: a loss network for train steps, the task model for inference."""
-    from src.bert_for_finetune import BertCLS, BertNER, BertSquad
     from src.bert_for_pre_training import BertNetworkWithLoss
     from src.bert_model import BertConfig
-    from src.finetune_eval_model import BertCLSModel
+    from src.task_models import BertCLS, BertCLSModel, BertNER, BertSquad
     config = BertConfig(**model)
     if task == "pretrain":
         return BertNetworkWithLoss(config, is_training=True)

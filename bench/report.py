@@ -166,7 +166,7 @@ def build_notes(results, peak, gemm_source):
         f"(-100 elsewhere) and NSP labels, `loss.backward()`, `clip_grad_norm_({GRADIENT_CLIP_NORM})`, "
         f"`torch.optim.AdamW` (lr {LEARNING_RATE}, weight decay {WEIGHT_DECAY}); fp32, no loss scaling; attention "
         f"implementation {attention or '—'} (transformers' default).",
-        "Fine-tuning steps: `BertCLS` / `BertSquad` (src/bert_for_finetune.py) through the same train cell on "
+        "Fine-tuning steps: `BertCLS` / `BertSquad` (src/task_models.py) through the same train cell on "
         "one fixed, fully padded batch, against `BertForSequenceClassification` / `BertForQuestionAnswering` "
         "with the same torch step; SQuAD with the English vocabulary (30522). Inference: `BertCLSModel` with "
         "is_training=False against the Hugging Face model in `eval()` under `torch.inference_mode()`.",

@@ -73,7 +73,7 @@ from src.checkpoint import (TEXT_FILE_MODE, load_params_into, read_checkpoint, r
 from src.config import command_parser, concrete_bert_config, read_yaml, resolve_model
 from src.device import AUTO
 from src.errors import UserError, exit_on_user_error
-from src.finetune_eval_model import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
+from src.task_models import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
 
 
 class ConversionError(UserError):

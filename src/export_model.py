@@ -25,7 +25,7 @@ from mindspore import nn
 from src.bert_model import ENCODER_PREFIX, BertModel, without_cpu_kernels
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint
 from src.finetune import load_task_model
-from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
+from src.task_models import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
 
 TASKS = ("encoder", "classifier", "ner", "squad")
 INPUT_NAMES = ("input_ids", "input_mask", "token_type_ids")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from helpers import randomize_parameters, tiny_config
-from src.bert_for_finetune import BertCLS, BertNER
 from src.optimizers import AdamWeightDecay
 from src.dataset import (CLASSIFIER_COLUMNS, SQUAD_TRAIN_COLUMNS, DatasetError, bucket_length, bucket_lengths,
                          create_dataset)
 from src.records import write_tfrecord
+from src.task_models import BertCLS, BertNER
 from src.train_cell import BertTrainOneStepCell
 
 SEQ = 32

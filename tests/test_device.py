@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from predict import read_task_config
-from src.bert_for_finetune import BertCLS
 from src.bert_for_pre_training import BertNetworkWithLoss
 from src.config import Config, ConfigError, bert_config, concrete_bert_config, load_config
 from src.device import (DeviceError, RunSetup, allreduce_split_points, choose_device_id, compute_type_for,
                         describe_setup, detected_targets, init_device, launcher_device_id, resolve_target,
                         set_allreduce_split, training_choices, usable_targets)
 from src.finetune import save_task_model
+from src.task_models import BertCLS
 from tests.helpers import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

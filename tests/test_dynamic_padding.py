@@ -7,8 +7,8 @@ import pytest
 import mindspore as ms
 import run_classifier
 from src.finetune import batch_plan, predict, rows_dataset
-from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
 from src.dataset import CLASSIFIER_COLUMNS
+from src.task_models import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
 from tests.helpers import randomize_parameters, tiny_config
 
 SEQ = 16

@@ -8,14 +8,13 @@ import pytest
 from mindspore.train import mind_ir_pb2, serialization
 
 import export
-from src.bert_for_finetune import BertCLS, BertNER, BertSquad
 from src.bert_for_pre_training import BertPreTraining
 from src.bert_model import BertModel
 from src.checkpoint import load_checkpoint_into, save_checkpoint_atomic
 from src.config import Config
 from src.export_model import load_exported
 from src.finetune import load_task_model, save_task_model
-from src.finetune_eval_model import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
+from src.task_models import BertCLS, BertCLSModel, BertNER, BertNERModel, BertSquad, BertSquadModel, TaskPredictor
 from tests.helpers import random_inputs, randomize_parameters, tiny_config
 
 NUM_CLASSES = 3

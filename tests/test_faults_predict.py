@@ -14,8 +14,8 @@ import run_ner
 from src.bert_model import BertConfig
 from src.config import ConfigError
 from src.finetune import EMBEDDING_PADDING_ROWS, check_saved_labels, check_vocabulary
-from src.finetune_eval_model import BertCLSModel, BertNERModel
 from src.ner_tagging import label_list
+from src.task_models import BertCLSModel, BertNERModel
 from tests.helpers import tiny_config
 from tests.test_predict import CLASSES, SEQ, VOCAB, fine_tuned
 

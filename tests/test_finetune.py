@@ -11,12 +11,11 @@ import pytest
 import run_classifier
 import run_ner
 import run_squad
-from src.bert_for_finetune import BertCLS, BertNER, BertSquad
 from src.bert_for_pre_training import BertPreTraining
 from src.checkpoint import CheckpointMismatchError, save_checkpoint_atomic
 from src.create_finetune_data import main as convert_main
 from src.finetune import load_pretrained_encoder
-from src.finetune_eval_model import BertCLSModel, BertNERModel, TaskPredictor
+from src.task_models import BertCLS, BertCLSModel, BertNER, BertNERModel, BertSquad, TaskPredictor
 from tests.helpers import random_inputs, randomize_parameters, tiny_config
 from tests.test_create_finetune_data import CHINESE, FIXTURES, UNCASED
 

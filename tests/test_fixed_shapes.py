@@ -9,8 +9,8 @@ import pretrain_eval
 import src.dataset
 from src.dataset import CLASSIFIER_COLUMNS, PRETRAIN_COLUMNS, create_dataset, fixed_shapes, pad_rows
 from src.finetune import predict, rows_dataset
-from src.finetune_eval_model import BertCLSModel, TaskPredictor
 from src.records import write_tfrecord
+from src.task_models import BertCLSModel, TaskPredictor
 from tests.helpers import randomize_parameters, tiny_config
 
 SEQ = 8

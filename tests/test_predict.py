@@ -10,8 +10,8 @@ import yaml
 
 import predict
 from src.checkpoint import save_checkpoint_atomic
-from src.finetune_eval_model import BertCLSModel, BertNERModel, TaskPredictor
 from src.ner_tagging import label_list, tags_to_spans
+from src.task_models import BertCLSModel, BertNERModel, TaskPredictor
 from tests.helpers import randomize_parameters, tiny_config
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -86,7 +86,7 @@ def test_ner_entities_are_the_decoded_tags_with_character_offsets(tmp_path, voca
 
 
 def test_squad_answers_come_from_the_context(tmp_path, vocab_file, capsys):
-    from src.finetune_eval_model import BertSquadModel
+    from src.task_models import BertSquadModel
     model = BertSquadModel(tiny_config(vocab_size=len(VOCAB), seq_length=SEQ), False)
     argv = fine_tuned(tmp_path, model, "squad", {"do_lower_case": True, "doc_stride": 2, "max_query_length": 2,
                                                  "n_best_size": 5, "max_answer_length": 3})
