@@ -19,7 +19,7 @@ from mindspore import nn
 from src.bert_model import BertModel, DenseGelu, LayerNorm, without_cpu_kernels
 from src.kernel_forms import kernel_forms
 from src.kernels import cpu_kernels
-from tests.helpers import NO_DROPOUT, encoder_tensors, randomize_parameters, tiny_config
+from tests.helpers import NO_DROPOUT, encoder_tensors, tiny_config
 from tests.numpy_bert import erf
 from tests.numpy_bert import gelu as numpy_gelu
 from tests.numpy_bert import layer_norm as numpy_layer_norm
