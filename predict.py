@@ -37,13 +37,14 @@ import time
 import yaml
 
 from src import squad
+from src.columns import column_names
 from src.config import Config, bool_flag, command_parser, concrete_bert_config, read_yaml
-from src.checkpoint import finite_json, write_text_atomic
-from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, Example, RowBuilder
-from src.dataset import CLASSIFIER_COLUMNS, SQUAD_EVAL_COLUMNS, bucket_lengths
+from src.dataset import bucket_lengths
 from src.device import AUTO, TARGETS, init_device, job_target
 from src.errors import UserError, exit_on_user_error
 from src.export_model import build_predictor
+from src.featurization import SPECIAL_TOKENS_PER_TEXT, Example, RowBuilder
+from src.files import finite_json, write_text_atomic
 from src.finetune import check_vocabulary, load_task_model, predict, rows_dataset, warn_truncated
 from src.ner_tagging import tags_to_spans
 from src.tokenization import FullTokenizer
@@ -166,7 +167,7 @@ def classify(lines, config, settings, args, tokenizer):
                          args.input_file)
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
     model = load_task_model(build_predictor("classifier", config, settings["num_class"]), args.checkpoint)
-    (probabilities,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args)
+    (probabilities,) = predict_rows(model, rows, column_names("classifier"), args)
     results = [{"line": number, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
                for (number, text), p in zip(lines, probabilities)]
     return results, builder.truncated
@@ -179,7 +180,7 @@ def tag(lines, config, settings, args, tokenizer):
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
     model = load_task_model(build_predictor("ner", config, settings["num_class"], settings["use_crf"]),
                             args.checkpoint)
-    (tag_ids,) = predict_rows(model, rows, CLASSIFIER_COLUMNS, args, token_outputs=True)
+    (tag_ids,) = predict_rows(model, rows, column_names("ner"), args, token_outputs=True)
     results = []
     for (number, text), ids in zip(lines, tag_ids):
         length = min(len(text), config.seq_length - SPECIAL_TOKENS_PER_TEXT)
@@ -196,7 +197,7 @@ def answer(lines, config, settings, args, tokenizer):
                                         settings["max_query_length"]))
     rows = [squad.feature_row(feature, is_training=False) for feature in features]
     model = load_task_model(build_predictor("squad", config), args.checkpoint)
-    outputs = predict_rows(model, rows, SQUAD_EVAL_COLUMNS, args, token_outputs=True)
+    outputs = predict_rows(model, rows, column_names("squad evaluation"), args, token_outputs=True)
     raw = [squad.RawResult(feature.unique_id, start.tolist(), end.tolist())
            for feature, start, end in zip(features, *outputs)]
     answers, nbest = squad.make_predictions(examples, features, raw, settings["n_best_size"],

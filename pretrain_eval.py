@@ -27,11 +27,13 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.bert_for_pre_training import BertPreTraining, masked_lm_nll
-from src.checkpoint import finite_json, load_params_into, read_checkpoint, write_text_atomic
+from src.checkpoint import load_params_into, read_checkpoint
+from src.columns import column_names
 from src.config import ConfigError, bert_config, load_config
-from src.dataset import PRETRAIN_COLUMNS, DatasetError, check_task_data, create_dataset, fixed_shapes, pad_rows
+from src.dataset import DatasetError, check_task_data, create_dataset, fixed_shapes, pad_rows
 from src.device import init_device
 from src.errors import exit_on_user_error
+from src.files import finite_json, write_text_atomic
 from src.run_directory import check_not_replacing, hold_directories
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
@@ -132,7 +134,7 @@ def main(argv=None):
 
 def evaluate_checkpoint(cfg, config):
     """Evaluate `load_checkpoint_path` on `data_dir`: print the results and write them into `output_dir`."""
-    dataset = create_dataset(cfg.data_dir, PRETRAIN_COLUMNS, cfg.batch_size, schema_dir=cfg.schema_dir,
+    dataset = create_dataset(cfg.data_dir, column_names("pretraining"), cfg.batch_size, schema_dir=cfg.schema_dir,
                              dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
     check_task_data(cfg.data_dir, cfg.dataset_format, "pretraining", config)  # ids the model can embed, every row
     metrics_net = PretrainingMetrics(config)

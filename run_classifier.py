@@ -14,8 +14,8 @@ import sys
 import numpy as np
 
 from src import assessment_method
+from src.columns import column_names
 from src.config import bert_config, load_config
-from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
 from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, save_results,
                           setup, train_task)
@@ -49,7 +49,7 @@ def score(method, labels, probabilities):
 
 def evaluate(cfg, config, checkpoint, method):
     model = load_task_model(TaskPredictor(BertCLSModel(config, False, cfg.num_class)), checkpoint)
-    columns, (probabilities,) = predict(model, eval_dataset(cfg, config, CLASSIFIER_COLUMNS),
+    columns, (probabilities,) = predict(model, eval_dataset(cfg, config, column_names("classifier")),
                                         bucket_list=cfg.bucket_list)
     labels = columns["label_ids"].reshape(-1)
     predictions = probabilities.argmax(axis=-1)
@@ -83,7 +83,7 @@ def main(argv=None):
         checkpoint = cfg.load_finetune_checkpoint_path
         if cfg.do_train:
             settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}
-            checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), CLASSIFIER_COLUMNS,
+            checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), column_names("classifier"),
                                     "classifier", settings)
         if cfg.do_eval:
             return evaluate(cfg, config, checkpoint, method)

@@ -19,10 +19,10 @@ import os
 import sys
 
 from src import assessment_method
+from src.columns import column_names
 from src.config import ConfigError, bert_config, load_config
-from src.create_finetune_data import SPECIAL_TOKENS_PER_TEXT, read_cluener_rows
-from src.dataset import CLASSIFIER_COLUMNS
 from src.errors import exit_on_user_error
+from src.featurization import SPECIAL_TOKENS_PER_TEXT, read_cluener_rows
 from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, rows_dataset,
                           save_results, setup, train_task, warn_truncated)
 from src.ner_tagging import infer_scheme, tags_to_spans
@@ -38,7 +38,7 @@ def evaluation_data(cfg, config, label_map, scheme, method):
     if not cfg.eval_data_file_path.endswith(JSON_SUFFIX):
         if method == "clue_benchmark":
             raise ConfigError("--assessment_method=clue_benchmark: eval_data_file_path must be a CLUENER JSON file")
-        return eval_dataset(cfg, config, CLASSIFIER_COLUMNS), None
+        return eval_dataset(cfg, config, column_names("ner")), None
     if not cfg.vocab_file_path:
         raise ConfigError("--vocab_file_path: required to read the CLUENER JSON file eval_data_file_path")
     examples, rows = read_cluener_rows(cfg.eval_data_file_path, cfg.vocab_file_path, label_map, config.seq_length,
@@ -46,7 +46,7 @@ def evaluation_data(cfg, config, label_map, scheme, method):
     # One tag per character: a text longer than the sequence loses its tail, as in the converter.
     max_tokens = config.seq_length - SPECIAL_TOKENS_PER_TEXT
     warn_truncated(sum(len(example.text) > max_tokens for example in examples), max_tokens)
-    return rows_dataset(rows, CLASSIFIER_COLUMNS, cfg.eval_batch_size), examples
+    return rows_dataset(rows, column_names("ner"), cfg.eval_batch_size), examples
 
 
 def score(method, true_tags, pred_tags, scheme):
@@ -124,7 +124,7 @@ def main(argv=None):
             network = BertNER(config, True, cfg.num_class, cfg.use_crf)
             settings = {"num_class": cfg.num_class, "use_crf": cfg.use_crf, "tag_scheme": infer_scheme(label_map),
                         "labels": sorted(label_map, key=label_map.get), "do_lower_case": cfg.do_lower_case}
-            checkpoint = train_task(cfg, config, network, CLASSIFIER_COLUMNS, "ner", settings)
+            checkpoint = train_task(cfg, config, network, column_names("ner"), "ner", settings)
         if cfg.do_eval:
             return evaluate(cfg, config, checkpoint, label_map, method)
         return None

@@ -19,8 +19,8 @@ import numpy as np
 
 from src import squad
 from src.assessment_method import squad_evaluate
+from src.columns import column_names
 from src.config import ConfigError, bert_config, load_config
-from src.dataset import SQUAD_EVAL_COLUMNS, SQUAD_TRAIN_COLUMNS
 from src.errors import exit_on_user_error
 from src.finetune import check_job_inputs, eval_dataset, load_task_model, predict, save_results, setup, train_task
 from src.task_models import NUM_SPAN_LOGITS, BertSquad, BertSquadModel, TaskPredictor
@@ -53,7 +53,7 @@ def check_rows_match(features, columns, cfg):
 def evaluate(cfg, config, checkpoint):
     examples, features = evaluation_windows(cfg, config)
     model = load_task_model(TaskPredictor(BertSquadModel(config, False)), checkpoint)
-    columns, (start_logits, end_logits) = predict(model, eval_dataset(cfg, config, SQUAD_EVAL_COLUMNS),
+    columns, (start_logits, end_logits) = predict(model, eval_dataset(cfg, config, column_names("squad evaluation")),
                                                     bucket_list=cfg.bucket_list, token_outputs=True)
     check_rows_match(features, columns, cfg)
     results = [squad.RawResult(int(uid), start.tolist(), end.tolist())
@@ -84,7 +84,8 @@ def main(argv=None):
         if cfg.do_train:
             settings = {key: getattr(cfg, key) for key in ("do_lower_case", "doc_stride", "max_query_length",
                                                               "n_best_size", "max_answer_length")}
-            checkpoint = train_task(cfg, config, BertSquad(config, True), SQUAD_TRAIN_COLUMNS, "squad", settings)
+            checkpoint = train_task(cfg, config, BertSquad(config, True), column_names("squad training"), "squad",
+                                    settings)
         if cfg.do_eval:
             return evaluate(cfg, config, checkpoint)
         return None

@@ -178,7 +178,7 @@ def model_inputs(case, seed=0):
     arrays = {"input_ids": rng.randint(1, vocab, (batch, seq)).astype(np.int32),
               "input_mask": np.ones((batch, seq), np.int32),
               # segment A then segment B
-              "token_type_ids": (np.arange(seq)[None] >= seq // 2).astype(np.int32).repeat(batch, 0)}
+              "segment_ids": (np.arange(seq)[None] >= seq // 2).astype(np.int32).repeat(batch, 0)}
     if case.task == "pretrain":
         positions = np.sort(rng.rand(batch, seq).argsort(1)[:, :MASKED_POSITIONS], 1).astype(np.int32)
         arrays.update(next_sentence_labels=rng.randint(0, 2, (batch, 1)).astype(np.int32),

@@ -98,7 +98,7 @@ def hf_batch(case):
     import torch
     arrays = model_inputs(case)
     batch = {"input_ids": arrays["input_ids"], "attention_mask": arrays["input_mask"],
-             "token_type_ids": arrays["token_type_ids"]}
+             "token_type_ids": arrays["segment_ids"]}
     if case.task == "pretrain":
         # Hugging Face takes MLM labels per position: the original token at the masked ones, -100 elsewhere.
         labels = torch.full((case.batch_size, case.seq_length), -100, dtype=torch.long)

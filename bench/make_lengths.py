@@ -22,8 +22,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from bench.common import CHINESE_VOCAB, ENGLISH_VOCAB, LENGTHS_FILE  # noqa: E402
-from src.create_finetune_data import (READERS, SPECIAL_TOKENS_PER_TEXT, Problems,  # noqa: E402
-                                      character_token_ids)
+from src.featurization import READERS, SPECIAL_TOKENS_PER_TEXT, Problems, character_token_ids  # noqa: E402
 from src.tokenization import FullTokenizer  # noqa: E402
 
 # Task -> (vocabulary, whether a token per character as for NER).

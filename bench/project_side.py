@@ -17,6 +17,7 @@ import sys
 from bench.common import (CHINESE_VOCAB, CLEAN_ENV, ENGLISH_VOCAB, GEMM_REPEATS, MASKED_POSITIONS, PASS_WARMUP,
                           REPO, LengthCase, ModelCase, length_rows, median_seconds, megabytes, model_inputs,
                           our_tokenizer, package_version, pass_rate, token_ids, vocab_size_of)
+from src.columns import MODEL_INPUTS, column_names
 
 DEVICE_TARGET = "CPU"
 CLASSIFIER_CLASSES = 15        # CLUE TNEWS
@@ -40,14 +41,9 @@ PREDICT_SENTENCES = "data/corpus/en_sample.txt"
 PREDICT_CLASSES = 2
 # Optimizer steps the learning-rate schedule decays over (any number above the steps run).
 SCHEDULE_STEPS = 1000
-# Inputs of each project Cell in its `construct` order (the loaders' column order), by model_inputs' names.
-MS_COLUMNS = {
-    "pretrain": ("input_ids", "input_mask", "token_type_ids", "next_sentence_labels", "masked_lm_positions",
-                 "masked_lm_ids", "masked_lm_weights"),
-    "classifier": ("input_ids", "input_mask", "token_type_ids", "label_ids"),
-    "squad": ("input_ids", "input_mask", "token_type_ids", "start_positions", "end_positions"),
-    "classifier_forward": ("input_ids", "input_mask", "token_type_ids"),
-}
+# Inputs of each case's project Cell in its `construct` order: the loaders' columns (src.columns).
+MS_COLUMNS = {"pretrain": column_names("pretraining"), "classifier": column_names("classifier"),
+              "squad": column_names("squad training"), "classifier_forward": MODEL_INPUTS}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -218,10 +214,10 @@ def ms_length_passes(case, cfg, repeats):
     """Samples/s of fine-tuning passes over the case's rows, read by the job's loader: the
     `create_dataset` call of `src.finetune.train_task` with the job's keys (shuffle, batch size,
     bucket_list, ...) and its train cell; loader and steps timed."""
-    from src.dataset import CLASSIFIER_COLUMNS, create_dataset
+    from src.dataset import create_dataset
     rows = length_rows(case)
     write_length_rows(case, rows, cfg.train_data_file_path)
-    dataset = create_dataset(cfg.train_data_file_path, CLASSIFIER_COLUMNS, cfg.train_batch_size,
+    dataset = create_dataset(cfg.train_data_file_path, column_names(case.task), cfg.train_batch_size,
                              do_shuffle=cfg.train_data_shuffle, schema_dir=cfg.schema_file_path,
                              dataset_format=cfg.dataset_format, seq_length=case.seq_length,
                              bucket_list=cfg.bucket_list)

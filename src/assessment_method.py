@@ -26,6 +26,7 @@ import numpy as np
 
 from src.config import ConfigError
 from src.errors import UserError
+from src.files import write_text_atomic
 from src.ner_tagging import tags_to_spans
 
 SCORE_FORMAT = "{:.6f}"
@@ -249,8 +250,6 @@ def write_cluener_submission(path, ids_texts_spans):
 
     Written atomically, so an interrupted run never leaves a partial file.
     """
-    from src.checkpoint import write_text_atomic  # imported only when writing: it loads MindSpore
-
     lines = [json.dumps({"id": example_id, "label": cluener_label(text, spans)}, ensure_ascii=False)
              for example_id, text, spans in ids_texts_spans]
     write_text_atomic("".join(line + "\n" for line in lines), path)

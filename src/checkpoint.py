@@ -3,67 +3,28 @@
 MindSpore's `save_checkpoint` writes in place without fsync, so a crash while
 saving can leave a truncated file where the last good checkpoint was; and
 `load_param_into_net` silently skips missing or unexpected names. The
-functions here close those gaps, and refuse inf and NaN: in a checkpoint that
-is read (the training that wrote it diverged) and in a JSON results file
-(`NaN` is not JSON).
+functions here close those gaps (writing through `src.files.replace_atomically`),
+and refuse a checkpoint holding inf or NaN (the training that wrote it diverged).
 """
 
 import contextlib
 import hashlib
-import json
-import math
 import os
-import tempfile
+from collections.abc import Iterable
 
 import mindspore as ms
 import numpy as np
+from mindspore import nn
 
 from src.errors import UserError
-from src.staging import STAGING_PREFIX, OutputError
-
-
-# mkstemp creates files readable by the owner only; configs are for everyone.
-TEXT_FILE_MODE = 0o644
+from src.files import NonFiniteError, replace_atomically
 
 
 class CheckpointMismatchError(UserError):
     """A checkpoint is unreadable, or its names or shapes do not match the network."""
 
 
-class NonFiniteError(UserError):
-    """A checkpoint or a results file would hold inf or NaN."""
-
-
-def replace_atomically(path, write, suffix="", mode=None):
-    """Make `path` by `write(temporary_path)`, atomically.
-
-    The temporary file is in the same directory; once written it gets `mode`
-    (if given), is flushed to disk, and is renamed over `path`: readers see the
-    old file or the new one, never a partial one. A failure leaves no
-    temporary file behind, and an OSError (a full disk, a read-only directory)
-    becomes an OutputError naming `path`.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp_path = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=suffix, dir=directory)
-        os.close(fd)
-        write(tmp_path)
-        if mode is not None:
-            os.chmod(tmp_path, mode)
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error}); any previous file there is "
-                          "unchanged") from None
-    finally:
-        if tmp_path and os.path.exists(tmp_path):
-            os.remove(tmp_path)
-
-
-def save_checkpoint_atomic(params, path, append_dict=None):
+def save_checkpoint_atomic(params: nn.Cell | list, path: str, append_dict: dict | None = None) -> None:
     """Write `params` (a Cell, or a list of {'name', 'data'} dicts) to `path` atomically.
 
     `append_dict` adds named scalars (e.g. the training step) to the file.
@@ -78,37 +39,7 @@ def save_checkpoint_atomic(params, path, append_dict=None):
     replace_atomically(path, write, suffix=".ckpt")
 
 
-def write_text_atomic(text, path):
-    """Write a small text file atomically, readable by everyone."""
-    def write(tmp_path):
-        with open(tmp_path, "w", encoding="utf-8") as f:
-            f.write(text)
-    replace_atomically(path, write, mode=TEXT_FILE_MODE)
-
-
-def finite_json(value, where, **dumps_options):
-    """`json.dumps(value)` refusing inf and NaN, which Python would write as `NaN`/`Infinity` (not JSON):
-    NonFiniteError names `where` and the first such entry."""
-    try:
-        return json.dumps(value, allow_nan=False, **dumps_options)
-    except ValueError:
-        key, item = next((key, item) for key, item in json_leaves(value)
-                         if isinstance(item, float) and not math.isfinite(item))
-        raise NonFiniteError(f"{where}: not written: {key} is {item}, and JSON holds finite numbers only "
-                             "(the model's outputs are not finite)") from None
-
-
-def json_leaves(value, prefix=""):
-    """(dotted key, leaf) of nested dicts and lists, in order; list items are keyed by index."""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
-    if items is None:
-        yield prefix, value
-        return
-    for key, item in items:
-        yield from json_leaves(item, f"{prefix}.{key}" if prefix else str(key))
-
-
-def first_non_finite(named_tensors):
+def first_non_finite(named_tensors: Iterable[tuple[str, ms.Tensor]]) -> str | None:
     """The name of the first float tensor of `(name, Tensor)` pairs holding inf or NaN, else None.
 
     Checked on the host: for BERT-base's weights and Adam moments (410M
@@ -127,7 +58,7 @@ def first_non_finite(named_tensors):
 ZOO_UNUSED_PARAMETER = "bert_embedding_postprocessor.full_position_embedding.embedding_table"
 
 
-def weights_fingerprint(net):
+def weights_fingerprint(net: nn.Cell) -> str:
     """A short hash of every parameter's bytes, in name order: equal iff the weights are bitwise equal
     (compares the ranks of a data-parallel run without writing a checkpoint per rank)."""
     digest = hashlib.sha256()
@@ -137,7 +68,7 @@ def weights_fingerprint(net):
     return digest.hexdigest()[:16]
 
 
-def load_checkpoint_into(net, path, prefix=""):
+def load_checkpoint_into(net: nn.Cell, path: str, prefix: str = "") -> None:
     """Load the checkpoint at `path` into `net`, requiring an exact match of names and shapes.
 
     Args:
@@ -152,7 +83,7 @@ def load_checkpoint_into(net, path, prefix=""):
     load_params_into(net, read_checkpoint(path), path, prefix)
 
 
-def read_checkpoint(path):
+def read_checkpoint(path: str) -> dict[str, ms.Parameter]:
     """{name: Parameter} of a checkpoint file; a missing or unreadable file raises CheckpointMismatchError,
     one holding inf or NaN NonFiniteError (every command reads checkpoints here: none evaluates, exports,
     predicts with or resumes from the weights of a run that diverged)."""
@@ -170,7 +101,8 @@ def read_checkpoint(path):
     return params
 
 
-def load_params_into(net, saved, source, prefix="", ignore_unexpected=False):
+def load_params_into(net: nn.Cell, saved: dict[str, ms.Parameter], source: str, prefix: str = "",
+                     ignore_unexpected: bool = False) -> None:
     """`load_checkpoint_into` for a {name: Parameter} dict already read from `source`.
 
     `ignore_unexpected` accepts extra names, e.g. the optimizer state of a

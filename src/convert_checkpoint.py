@@ -68,11 +68,11 @@ from safetensors.numpy import load_file, save_file
 
 from src.bert_for_pre_training import BertPreTraining
 from src.bert_model import ENCODER_PREFIX, BertConfig, BertModel
-from src.checkpoint import (TEXT_FILE_MODE, load_params_into, read_checkpoint, replace_atomically,
-                            save_checkpoint_atomic, write_text_atomic)
+from src.checkpoint import load_params_into, read_checkpoint, save_checkpoint_atomic
 from src.config import command_parser, concrete_bert_config, read_yaml, resolve_model
 from src.device import AUTO
 from src.errors import UserError, exit_on_user_error
+from src.files import TEXT_FILE_MODE, read_json, replace_atomically, write_text_atomic
 from src.task_models import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
 
 
@@ -373,19 +373,6 @@ def write_ms_checkpoint(conversion, shapes, output_path, source):
 
 def model_yaml_path(checkpoint_path):
     return os.path.splitext(checkpoint_path)[0] + ".yaml"
-
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
-    except OSError as error:
-        raise ConversionError(f"{path}: cannot read ({error.strerror})") from None
-    except ValueError as error:
-        raise ConversionError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(values, dict):
-        raise ConversionError(f"{path}: expected a JSON object")
-    return values
 
 
 def bert_config_from_fields(source_config, keys, path, **extra):

@@ -40,272 +40,27 @@ nothing new. An input file that the run would replace is refused before any
 work, and no split is ever written empty.
 """
 
-import dataclasses
 import json
 import os
 import random
 import sys
 
-import numpy as np
-
+from src.columns import column_types
 from src.config import bool_flag, command_parser
-from src.errors import UserError, exit_on_user_error
-from src.ner_tagging import SCHEMES, TaggingError, label_list, spans_to_tags
+from src.errors import DataError, exit_on_user_error
+from src.featurization import READERS, SPECIAL_TOKENS_PER_TEXT, Problems, RowBuilder, build_label_map
+from src.files import read_json
+from src.ner_tagging import SCHEMES
 from src.records import schema_json, write_mindrecord, write_tfrecord
 from src.staging import check_inputs_are_not_outputs, staged_outputs
 from src.tokenization import FullTokenizer
 
 TASKS = ("tnews", "cola", "cluener", "squad")
-COLA_TEST_HEADER = ("index", "sentence")
-COLA_LABELS = ("0", "1")
-COLA_COLUMNS = 4
-# [CLS] and [SEP] around a single text.
-SPECIAL_TOKENS_PER_TEXT = 2
-OUTSIDE_TAG = "O"
 EXTENSIONS = {"tfrecord": "tfrecord", "mindrecord": "mindrecord"}
 LABEL_MAP_NAME = "label2id.json"
 STATS_NAME = "stats.json"
 # Skipped records and warnings printed (all are in stats.json).
 MESSAGES_SHOWN = 10
-
-
-class DataError(UserError):
-    """A data file, label file or option is wrong; the message names the file (and line)."""
-
-
-@dataclasses.dataclass
-class Example:
-    """One input record: its text, its label (class name, or CLUENER spans), and where it came from."""
-    text: str
-    label: object          # class label string; NER: list of (type, start, end_inclusive); None if unlabelled
-    line: int
-    raw: str               # the record as read, written back into split files
-
-
-# ---------------------------------------------------------------- reading
-
-def read_lines(path):
-    """(line number, text) of every non-blank line of a UTF-8 file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [(number, line.rstrip("\n")) for number, line in enumerate(f, 1) if line.strip()]
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror})") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from None
-
-
-class Problems:
-    """Records that cannot be used: raise at the first (`fail`) or count them (`skip`)."""
-
-    def __init__(self, on_error):
-        self.on_error = on_error
-        self.skipped = []
-        self.warnings = []   # records used, but changed (e.g. an overlapping entity dropped)
-
-    def report(self, message):
-        if self.on_error == "fail":
-            raise DataError(message + " (--on_error=skip skips such records)")
-        self.skipped.append(message)
-
-
-def json_records(path, text_key, problems):
-    """(line number, line, record) of each JSON-lines record that is an object with a string `text_key`."""
-    for number, line in read_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.report(f"{path}:{number}: not a JSON object ({error.msg})")
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get(text_key), str):
-            problems.report(f"{path}:{number}: not a JSON object with a \"{text_key}\" string")
-            continue
-        yield number, line, record
-
-
-def read_tnews(path, problems):
-    examples = []
-    for number, line, record in json_records(path, "sentence", problems):
-        label = record.get("label")
-        examples.append(Example(record["sentence"], None if label is None else str(label), number, line))
-    return examples
-
-
-def read_cola(path, problems):
-    examples = []
-    lines = read_lines(path)
-    if lines and tuple(lines[0][1].split("\t")) == COLA_TEST_HEADER:  # the test file: index, sentence
-        return [Example(line.split("\t", 1)[1], None, number, line) for number, line in lines[1:]]
-    for number, line in lines:
-        fields = line.split("\t")
-        if len(fields) != COLA_COLUMNS:
-            problems.report(f"{path}:{number}: expected {COLA_COLUMNS} tab-separated fields "
-                            f"(source, label, original label, sentence), got {len(fields)}")
-            continue
-        examples.append(Example(fields[3], fields[1], number, line))
-    return examples
-
-
-def read_cluener(path, problems):
-    examples = []
-    for number, line, record in json_records(path, "text", problems):
-        spans = cluener_spans(path, number, record["text"], record.get("label"), problems)
-        if spans is not False:
-            examples.append(Example(record["text"], spans, number, line))
-    return examples
-
-
-def cluener_spans(path, number, text, label, problems):
-    """[(type, start, end_inclusive)] of a CLUENER label dict; None if unlabelled, False if invalid."""
-    if label is None:
-        return None
-    try:
-        located = [(entity_type, entity, int(start), int(end)) for entity_type, entities in label.items()
-                   for entity, positions in entities.items() for start, end in positions]
-    except (AttributeError, TypeError, ValueError):
-        problems.report(f"{path}:{number}: \"label\" is not {{type: {{entity: [[start, end], ...]}}}}")
-        return False
-    for entity_type, entity, start, end in located:
-        if not (0 <= start <= end < len(text)) or text[start:end + 1] != entity:
-            problems.report(f"{path}:{number}: {entity_type} span [{start}, {end}] does not hold {entity!r} "
-                            "in the text")
-            return False
-    return outermost_spans([(entity_type, start, end) for entity_type, _, start, end in located], problems,
-                           f"{path}:{number}")
-
-
-def outermost_spans(spans, problems, where):
-    """Drop spans that overlap a longer one (one tag per character holds one entity): CLUENER's train
-    file nests a company inside a book title once. Each drop is noted as a warning."""
-    kept = []
-    for span in sorted(spans, key=lambda span: (span[1] - span[2], span[1])):  # longest first
-        if any(span[1] <= other[2] and other[1] <= span[2] for other in kept):
-            problems.warnings.append(f"{where}: dropped {span}, which overlaps a longer entity")
-        else:
-            kept.append(span)
-    return sorted(kept, key=lambda span: span[1])
-
-
-READERS = {"tnews": read_tnews, "cola": read_cola, "cluener": read_cluener}
-
-
-# ---------------------------------------------------------------- labels
-
-def read_label_file(path, task):
-    """Labels in id order from a TNEWS labels.json (JSON lines) or a CLUENER labels.json (a JSON list)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        if task == "cluener":
-            labels = json.loads(text)
-        else:
-            labels = [str(json.loads(line)["label"]) for line in text.splitlines() if line.strip()]
-    except OSError as error:
-        raise DataError(f"--label_file {path}: cannot read ({error.strerror})") from None
-    except (ValueError, KeyError, TypeError):
-        expected = "a JSON list of entity types" if task == "cluener" else 'JSON lines with a "label"'
-        raise DataError(f"--label_file {path}: expected {expected}") from None
-    if not isinstance(labels, list) or len(set(labels)) != len(labels) or not labels:
-        raise DataError(f"--label_file {path}: expected a non-empty list of distinct labels")
-    return labels
-
-
-def build_label_map(task, examples, label_file, tag_scheme):
-    """{label: id}: from the label file when given, else from the data (sorted, so it is reproducible)."""
-    if task == "cola":
-        return {label: index for index, label in enumerate(COLA_LABELS)}
-    if task == "cluener":
-        types = (read_label_file(label_file, task) if label_file else
-                 sorted({span[0] for example in examples if example.label for span in example.label}))
-        return {tag: index for index, tag in enumerate(label_list(types, tag_scheme))}
-    labels = (read_label_file(label_file, task) if label_file else
-              sorted({example.label for example in examples if example.label is not None}))
-    return {label: index for index, label in enumerate(labels)}
-
-
-# ---------------------------------------------------------------- rows
-
-def pad(ids, length):
-    values = np.zeros(length, np.int64)
-    values[:len(ids)] = ids
-    return values
-
-
-def encode(token_ids, max_seq_length):
-    """input_ids, input_mask, segment_ids of one `[CLS] ... [SEP]` sequence (already with its specials)."""
-    return {"input_ids": pad(token_ids, max_seq_length),
-            "input_mask": pad([1] * len(token_ids), max_seq_length),
-            "segment_ids": np.zeros(max_seq_length, np.int64)}
-
-
-class RowBuilder:
-    """Examples -> rows: a class label per text, or (with `tag_scheme`) a tag per character;
-    counts truncated texts."""
-
-    def __init__(self, tokenizer, label_map, max_seq_length, source, tag_scheme=None):
-        self.tokenizer, self.label_map, self.max_seq_length = tokenizer, label_map, max_seq_length
-        self.source, self.tag_scheme = source, tag_scheme
-        self.max_tokens = max_seq_length - SPECIAL_TOKENS_PER_TEXT
-        self.truncated = 0
-
-    def wrap(self, token_ids):
-        return ([self.tokenizer.vocab["[CLS]"]] + token_ids[:self.max_tokens] + [self.tokenizer.vocab["[SEP]"]])
-
-    def row(self, example):
-        if self.tag_scheme:
-            return self.tagging_row(example)
-        tokens = self.tokenizer.tokenize(example.text)
-        self.truncated += len(tokens) > self.max_tokens
-        row = encode(self.wrap(self.tokenizer.convert_tokens_to_ids(tokens)), self.max_seq_length)
-        row["label_ids"] = np.array([self.label_id(example, example.label)], np.int64)
-        return row
-
-    def tagging_row(self, example):
-        self.truncated += len(example.text) > self.max_tokens
-        row = encode(self.wrap(character_token_ids(self.tokenizer, example.text)), self.max_seq_length)
-        try:
-            tags = spans_to_tags(len(example.text), example.label or [], self.tag_scheme)
-        except TaggingError as error:
-            raise DataError(f"{self.source}:{example.line}: {error}") from None
-        tag_ids = [self.label_id(example, tag) for tag in tags[:self.max_tokens]]
-        outside = self.label_map[OUTSIDE_TAG]
-        row["label_ids"] = pad([outside] + tag_ids + [outside], self.max_seq_length)
-        row["label_ids"][len(tag_ids) + SPECIAL_TOKENS_PER_TEXT:] = outside
-        return row
-
-    def label_id(self, example, label):
-        if label is None:  # an unlabelled (test) record
-            return 0
-        if label not in self.label_map:
-            raise DataError(f"{self.source}:{example.line}: label {label!r} is not in the label map "
-                            f"({', '.join(list(self.label_map)[:20])}); check --label_file")
-        return self.label_map[label]
-
-
-def character_token_ids(tokenizer, text):
-    """One token id per character of `text` (NER): the character's own token, else [UNK]."""
-    unk = tokenizer.vocab["[UNK]"]
-    ids = []
-    for char in text:
-        tokens = tokenizer.tokenize(char)
-        ids.append(tokenizer.vocab.get(tokens[0], unk) if len(tokens) == 1 else unk)
-    return ids
-
-
-def read_cluener_rows(path, vocab_file, label_map, max_seq_length, tag_scheme, do_lower_case=True, on_error="fail"):
-    """(examples, rows) of a CLUENER JSON file, as the converter would write them (for evaluation
-    and CLUENER submissions straight from the distributed file; unlabelled records get all-O tags)."""
-    examples = read_cluener(path, Problems(on_error))
-    if not examples:
-        raise DataError(f"{path}: no usable records")
-    builder = RowBuilder(FullTokenizer(vocab_file, do_lower_case), label_map, max_seq_length, path, tag_scheme)
-    return examples, [builder.row(example) for example in examples]
-
-
-def classifier_columns(task, max_seq_length):
-    label_length = max_seq_length if task == "cluener" else 1
-    return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
-            "segment_ids": ("int64", max_seq_length), "label_ids": ("int64", label_length)}
 
 
 # ---------------------------------------------------------------- splitting and writing
@@ -347,18 +102,18 @@ def output_names(args):
     return names
 
 
-def write_rows(output_dir, split, rows, column_types, output_format, source):
-    """Write `rows` (any iterable: TFRecords are written as they come) and the split's schema;
-    returns the number of rows. No rows: DataError naming `source` (an empty file would only fail later)."""
+def write_rows(output_dir, split, rows, columns, output_format, source):
+    """Write `rows` (any iterable: TFRecords are written as they come) of `columns` ({name: (dtype, length)})
+    and the split's schema; returns the number of rows. No rows: DataError naming `source` (an empty file would only fail later)."""
     path = os.path.join(output_dir, records_name(split, output_format))
     counted = CountingIterator(rows)
     if output_format == "tfrecord":
         write_tfrecord(path, counted)
     else:
-        write_mindrecord(path, list(counted), column_types, "bert_finetune")
+        write_mindrecord(path, list(counted), columns, "bert_finetune")
     if not counted.count:
         raise DataError(f"{source}: no rows for the {split} split")
-    write_json(schema_json(column_types, counted.count), os.path.join(output_dir, schema_name(split)))
+    write_json(schema_json(columns, counted.count), os.path.join(output_dir, schema_name(split)))
     return counted.count
 
 
@@ -397,7 +152,7 @@ def convert_labelled_task(args, output_dir, problems):
     splits = dict(zip(("train", "dev"), split_examples(examples, args.dev_fraction, args.split_seed)))
     if not args.dev_fraction:
         splits = {args.split: examples}
-    columns = classifier_columns(args.task, args.max_seq_length)
+    columns = column_types("ner" if args.task == "cluener" else "classifier", args.max_seq_length)
     stats = {"task": args.task, "input_file": args.input_file, "examples": len(examples), "splits": {}}
     for split, split_examples_ in splits.items():
         rows = (builder.row(example) for example in split_examples_)
@@ -426,7 +181,7 @@ def convert_squad_task(args, output_dir, problems):
         problems.skipped += [f"{path}: question without a locatable answer"] * skipped
         rows = (squad.feature_row(feature, is_training) for feature in squad.iter_features(
             examples, tokenizer, is_training, args.max_seq_length, args.doc_stride, args.max_query_length))
-        columns = squad.train_columns(args.max_seq_length) if is_training else squad.eval_columns(args.max_seq_length)
+        columns = column_types("squad training" if is_training else "squad evaluation", args.max_seq_length)
         count = write_rows(output_dir, split, rows, columns, args.output_format, args.input_file)
         stats["splits"][split] = {"questions": len(examples), "rows": count,
                                   "file": records_name(split, args.output_format)}
@@ -436,12 +191,10 @@ def convert_squad_task(args, output_dir, problems):
 def split_squad_file(path, output_dir, dev_fraction, seed):
     """Write train.json and dev.json (SQuAD format) holding a seeded random `dev_fraction` of the
     articles in dev.json (at least one); returns {split: path}."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            dataset = json.load(f)
-        articles = dataset["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise DataError(f"{path}: not a SQuAD JSON file (an object with a \"data\" list)") from None
+    dataset = read_json(path)
+    articles = dataset.get("data")
+    if not isinstance(articles, list):
+        raise DataError(f"{path}: not a SQuAD JSON file (an object with a \"data\" list)")
     order = list(range(len(articles)))
     random.Random(seed).shuffle(order)
     dev_indices = set(order[:max(1, round(len(articles) * dev_fraction))])

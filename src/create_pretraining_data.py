@@ -44,8 +44,9 @@ import time
 
 import numpy as np
 
+from src.columns import column_types
 from src.config import bool_flag, command_parser
-from src.errors import UserError, exit_on_user_error
+from src.errors import DataError, exit_on_user_error
 from src.records import schema_json, write_mindrecord, write_tfrecord
 from src.staging import check_inputs_are_not_outputs, staged_outputs
 from src.tokenization import FullTokenizer, is_cjk
@@ -67,10 +68,6 @@ MIN_SEQ_LENGTH = 5
 SHARD_NAME = "part-{index:05d}-of-{count:05d}.{extension}"
 SHARD_PATTERN = "part-*"
 OTHER_OUTPUTS = ("schema.json", "stats.json")
-
-
-class DataError(UserError):
-    """Bad input or options; the message names the file or flag."""
 
 
 def parse_args(argv):
@@ -345,17 +342,8 @@ def masked_instance(segment_a, segment_b, is_random_next, options, rng):
 
 # -------------------------------------------------------------- output
 
-def columns(max_seq_length, max_predictions_per_seq):
-    """Column name -> (type, length) of every written feature."""
-    return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
-            "segment_ids": ("int64", max_seq_length), "next_sentence_labels": ("int64", 1),
-            "masked_lm_positions": ("int64", max_predictions_per_seq),
-            "masked_lm_ids": ("int64", max_predictions_per_seq),
-            "masked_lm_weights": ("float32", max_predictions_per_seq)}
-
-
 def features(instance, max_seq_length, max_predictions_per_seq):
-    """An instance as padded NumPy columns (the dict `columns` describes)."""
+    """An instance as padded NumPy columns (src.columns' "pretraining" columns)."""
     length = len(instance.token_ids)
     input_ids = np.zeros(max_seq_length, np.int64)
     input_ids[:length] = instance.token_ids
@@ -372,6 +360,11 @@ def features(instance, max_seq_length, max_predictions_per_seq):
             "masked_lm_positions": positions, "masked_lm_ids": labels, "masked_lm_weights": weights}
 
 
+def written_columns(options):
+    """{name: (dtype, length)} of the rows written with MaskingOptions `options`."""
+    return column_types("pretraining", options.max_seq_length, options.max_predictions_per_seq)
+
+
 def _write_shard(task):
     """Write shard `index` of `count` (every `count`-th instance) into `directory`."""
     index, count, directory = task
@@ -383,8 +376,7 @@ def _write_shard(task):
     if output_format == "tfrecord":
         write_tfrecord(path, rows)
     else:
-        write_mindrecord(path, rows, columns(options.max_seq_length, options.max_predictions_per_seq),
-                         "bert_pretraining")
+        write_mindrecord(path, rows, written_columns(options), "bert_pretraining")
 
 
 def statistics(documents, instances, mask_id, skipped_lines):
@@ -538,7 +530,7 @@ def write_outputs(args, staging, options, instances, stats):
     tasks = [(index, stats["shards"], staging) for index in range(stats["shards"])]
     with pool_of(min(args.num_workers, stats["shards"])) as pool:
         run_tasks(pool, _write_shard, tasks, Progress("writing", len(tasks), "shards"), measure=lambda _: 1)
-    schema = schema_json(columns(options.max_seq_length, options.max_predictions_per_seq), len(instances))
+    schema = schema_json(written_columns(options), len(instances))
     for name, value in zip(OTHER_OUTPUTS, (schema, stats)):
         with open(os.path.join(staging, name), "w", encoding="utf-8") as f:
             json.dump(value, f, indent=2)

@@ -31,7 +31,6 @@ dropping the padding rows' results, so one graph serves every batch.
 import bisect
 import dataclasses
 import glob
-import json
 import os
 
 import mindspore as ms
@@ -39,16 +38,9 @@ import mindspore.dataset as ds
 import numpy as np
 from mindspore.dataset import transforms
 
+from src.columns import POSITION_COLUMNS, column_names, column_types
+from src.files import read_json
 from src.record_check import DatasetError, Expect, check_columns, summarize
-
-PRETRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "next_sentence_labels",
-                    "masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
-# Classification and NER share the layout; NER's label_ids has one label per token.
-CLASSIFIER_COLUMNS = ("input_ids", "input_mask", "segment_ids", "label_ids")
-SQUAD_TRAIN_COLUMNS = ("input_ids", "input_mask", "segment_ids", "start_positions", "end_positions")
-SQUAD_EVAL_COLUMNS = ("input_ids", "input_mask", "segment_ids", "unique_ids")
-# Columns holding indices into the sequence: a batch is never cut shorter than they reach.
-POSITION_COLUMNS = ("start_positions", "end_positions")
 
 EXTENSIONS = {"tfrecord": (".tfrecord", ".tf_record", ".record"), "mindrecord": (".mindrecord",)}
 # Parallel map workers: a few, never more than the machine has.
@@ -227,13 +219,10 @@ def check_schema(schema_path, columns, lengths, data_path):
     Returns its `numRows` (None when absent or 0): like the model zoo, which hands
     the schema to MindSpore's reader, at most that many rows are read.
     """
-    try:
-        with open(schema_path, encoding="utf-8") as f:
-            schema = json.load(f)
-        schema_columns = schema["columns"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DatasetError(f"schema_dir {schema_path}: not a readable schema JSON with 'columns' "
-                           f"({type(error).__name__})") from None
+    schema = read_json(schema_path, "schema_dir")
+    schema_columns = schema.get("columns")
+    if not isinstance(schema_columns, dict):
+        raise DatasetError(f"schema_dir {schema_path}: not a schema JSON (an object with a 'columns' object)")
     num_rows = schema.get("numRows")
     if num_rows is not None and (type(num_rows) is not int or num_rows < 0):
         raise DatasetError(f"{schema_path}: numRows must be a whole number of rows >= 0 (0: all), got {num_rows!r}")
@@ -247,33 +236,25 @@ def check_schema(schema_path, columns, lengths, data_path):
     return num_rows or None
 
 
-def token_columns(config):
-    """What every model input accepts: `seq_length` values per row; ids the embedding tables hold."""
-    seq = config.seq_length
-    return {"input_ids": Expect(seq, 0, config.vocab_size - 1, f"model.vocab_size {config.vocab_size}"),
-            "input_mask": Expect(seq, 0, 1, "an attention mask"),
-            "segment_ids": Expect(seq, 0, config.type_vocab_size - 1,
-                                  f"model.type_vocab_size {config.type_vocab_size}")}
-
-
 def task_columns(task, config, num_class=None):
     """{column: Expect} of `task`'s data ("pretraining", "classifier", "ner", "squad training" or
-    "squad evaluation") for a model of BertConfig `config` and `num_class` labels."""
+    "squad evaluation") for a model of BertConfig `config` and `num_class` labels: the lengths of
+    `src.columns` (masked-LM columns: any length, whatever masking the data was made with), and the
+    values the model accepts (ids its embedding tables hold, positions inside its sequence)."""
     seq = config.seq_length
-    tokens = token_columns(config)
-    position = Expect(1, 0, seq - 1, f"model.seq_length {seq}")
-    labels = Expect(None, 0, (num_class or 0) - 1, f"--num_class={num_class}")
-    extra = {  # masked-LM columns: max_predictions_per_seq values, whatever the data was made with
-        "pretraining": {"next_sentence_labels": Expect(1, 0, 1, "next-sentence labels"),
-                        "masked_lm_positions": dataclasses.replace(position, length=None),
-                        "masked_lm_ids": dataclasses.replace(tokens["input_ids"], length=None),
-                        "masked_lm_weights": Expect(None, 0, 1, "masked-LM weights")},
-        "classifier": {"label_ids": dataclasses.replace(labels, length=1)},           # one label per row
-        "ner": {"label_ids": dataclasses.replace(labels, length=seq)},                # one label per token
-        "squad training": {"start_positions": position, "end_positions": position},
-        "squad evaluation": {"unique_ids": Expect(1)},
-    }[task]
-    return {**tokens, **extra}
+    token_ids = Expect(None, 0, config.vocab_size - 1, f"model.vocab_size {config.vocab_size}")
+    position = Expect(None, 0, seq - 1, f"model.seq_length {seq}")
+    values = {"input_ids": token_ids, "masked_lm_ids": token_ids,
+              "input_mask": Expect(None, 0, 1, "an attention mask"),
+              "segment_ids": Expect(None, 0, config.type_vocab_size - 1,
+                                    f"model.type_vocab_size {config.type_vocab_size}"),
+              "next_sentence_labels": Expect(None, 0, 1, "next-sentence labels"),
+              "masked_lm_weights": Expect(None, 0, 1, "masked-LM weights"),
+              "label_ids": Expect(None, 0, (num_class or 0) - 1, f"--num_class={num_class}"),
+              **{name: position for name in POSITION_COLUMNS},
+              "unique_ids": Expect()}
+    return {name: dataclasses.replace(values[name], length=length)
+            for name, (_, length) in column_types(task, seq).items()}
 
 
 def check_task_data(data_dir, dataset_format, task, config, num_class=None):
@@ -287,7 +268,7 @@ def create_bert_dataset(device_num=1, rank=0, do_shuffle=True, data_dir=None, sc
                         dataset_format="tfrecord", seq_length=None,
                         num_parallel_workers=DEFAULT_PARALLEL_WORKERS):
     """Pretraining batches: the seven masked-LM / next-sentence columns (model zoo signature)."""
-    return create_dataset(data_dir, PRETRAIN_COLUMNS, batch_size, device_num, rank, do_shuffle, schema_dir,
+    return create_dataset(data_dir, column_names("pretraining"), batch_size, device_num, rank, do_shuffle, schema_dir,
                           dataset_format, seq_length, drop_remainder=True,
                           num_parallel_workers=num_parallel_workers)
 
@@ -295,14 +276,15 @@ def create_bert_dataset(device_num=1, rank=0, do_shuffle=True, data_dir=None, sc
 def create_classification_dataset(data_dir, batch_size, do_shuffle=True, schema_dir="",
                                   dataset_format="tfrecord", seq_length=None, drop_remainder=True):
     """Classification or NER batches: input_ids, input_mask, segment_ids, label_ids."""
-    return create_dataset(data_dir, CLASSIFIER_COLUMNS, batch_size, do_shuffle=do_shuffle, schema_dir=schema_dir,
-                          dataset_format=dataset_format, seq_length=seq_length, drop_remainder=drop_remainder)
+    return create_dataset(data_dir, column_names("classifier"), batch_size, do_shuffle=do_shuffle,
+                          schema_dir=schema_dir, dataset_format=dataset_format, seq_length=seq_length,
+                          drop_remainder=drop_remainder)
 
 
 def create_squad_dataset(data_dir, batch_size, is_training=True, do_shuffle=True, schema_dir="",
                          dataset_format="tfrecord", seq_length=None):
     """SQuAD batches: with start/end positions for training, with unique_ids for evaluation."""
-    columns = SQUAD_TRAIN_COLUMNS if is_training else SQUAD_EVAL_COLUMNS
+    columns = column_names("squad training" if is_training else "squad evaluation")
     return create_dataset(data_dir, columns, batch_size, do_shuffle=do_shuffle and is_training,
                           schema_dir=schema_dir, dataset_format=dataset_format, seq_length=seq_length,
                           drop_remainder=is_training)

@@ -15,6 +15,10 @@ class UserError(ValueError):
     """A problem with the user's input, described in one line naming the flag or file."""
 
 
+class DataError(UserError):
+    """A data-making command's input file or option is wrong; the message names the file (and line) or flag."""
+
+
 def exit_on_user_error(main):
     @functools.wraps(main)
     def wrapped(*args, **kwargs):

@@ -13,7 +13,6 @@ checkpoint of the task model plus a YAML file holding its `model:` section, so
 """
 
 import contextlib
-import json
 import os
 import sys
 
@@ -24,11 +23,11 @@ import yaml
 
 from src.bert_model import ENCODER_PREFIX
 from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint, save_checkpoint_atomic
-from src.checkpoint import finite_json, write_text_atomic
 from src.config import ConfigError
 from src.dataset import (bucket_length, bucket_lengths, check_task_data, create_dataset, fixed_shapes,
                          pad_rows)
 from src.device import init_device, job_target
+from src.files import finite_json, read_json, write_text_atomic
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
 from src.run_directory import check_not_replacing, hold_directories
@@ -311,14 +310,8 @@ def eval_dataset(cfg, config, columns):
 
 def read_label_map(path, num_class):
     """{label: id} from a label2id.json; its size must equal `num_class`."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            label_map = json.load(f)
-    except OSError as error:
-        raise ConfigError(f"--label2id_file_path {path}: cannot read ({error.strerror})") from None
-    except ValueError:
-        raise ConfigError(f"--label2id_file_path {path}: not JSON") from None
-    if not isinstance(label_map, dict) or sorted(label_map.values()) != list(range(len(label_map))):
+    label_map = read_json(path, "--label2id_file_path")
+    if sorted(label_map.values()) != list(range(len(label_map))):
         raise ConfigError(f"--label2id_file_path {path}: expected {{label: id}} with ids 0..N-1")
     if len(label_map) != num_class:
         raise ConfigError(f"--num_class={num_class} disagrees with the {len(label_map)} labels of {path}")

@@ -8,6 +8,8 @@ import numpy as np
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from src.files import TEXT_FILE_MODE, replace_atomically  # noqa: E402
+
 FIGURE_DPI = 120
 # Points averaged for the smoothed loss curve (single-batch losses are noisy).
 SMOOTHING_WINDOW = 10
@@ -45,7 +47,6 @@ def plot_training(metrics_path, png_path, title, eval_results=None):
         axes[0][1].set_ylim(0, 1)
         axes[0][1].set_title("held-out evaluation")
     figure.tight_layout()
-    from src.checkpoint import TEXT_FILE_MODE, replace_atomically  # imports MindSpore: only when a plot is written
     try:
         replace_atomically(png_path, lambda tmp_path: figure.savefig(tmp_path, dpi=FIGURE_DPI), suffix=".png",
                            mode=TEXT_FILE_MODE)

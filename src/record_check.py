@@ -47,6 +47,7 @@ import time
 import numpy as np
 
 from src.errors import UserError
+from src.files import write_text_atomic
 
 # TFRecord: [length: uint64][masked CRC32C of length: uint32][payload][masked CRC32C of payload: uint32].
 LENGTH_BYTES = 8
@@ -318,8 +319,6 @@ def _load_cache():
 
 def _save_cache(stored):
     """Keep the summaries of files still there unchanged; a cache that cannot be written costs a re-read."""
-    from src.checkpoint import write_text_atomic  # imports MindSpore: only where a large pass ran
-
     def unchanged(key):
         path, *_, dataset_format = json.loads(key)
         return os.path.isfile(path) and _file_key(path, dataset_format) == key

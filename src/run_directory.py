@@ -18,7 +18,7 @@ fine-tuning jobs, pretrain_eval.py) holds its directories with
 
 `check_not_replacing` refuses to start a run that would replace a previous
 run's results unless the job's `overwrite` key is true. Writes themselves are
-atomic (`src.checkpoint.replace_atomically`), so a failed run leaves the
+atomic (`src.files.replace_atomically`), so a failed run leaves the
 previous files as they were.
 
 The lock relies on the filesystem's `flock`: local disks and NFSv4 honour it

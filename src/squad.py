@@ -31,13 +31,13 @@ a softmax over the kept candidates gives their probabilities.
 
 import collections
 import dataclasses
-import json
 import math
 import os
 
 import numpy as np
 
 from src.errors import UserError
+from src.files import finite_json, read_json, write_text_atomic
 from src.tokenization import basic_tokenize
 
 # Google's defaults.
@@ -70,7 +70,8 @@ class SquadSettingsError(UserError):
 
 
 class SquadDataError(UserError):
-    """The SQuAD file is unreadable, not SQuAD-shaped, or an answer does not match its context."""
+    """The SQuAD file is not SQuAD-shaped, or an answer does not match its context (an unreadable or
+    non-JSON file is `src.files.FileFormatError`)."""
 
 
 @dataclasses.dataclass
@@ -145,19 +146,12 @@ def read_squad_examples(input_file, is_training, on_error="fail"):
 
     Returns:
         (list of SquadExample, int): the examples, and how many questions were skipped.
+    Raises:
+        FileFormatError if the file cannot be read or is not JSON; SquadDataError if it is not SQuAD-shaped.
     """
     if on_error not in ON_ERROR_CHOICES:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, not {on_error!r}")
-    try:
-        with open(input_file, encoding="utf-8") as f:
-            dataset = json.load(f)
-    except OSError as error:
-        raise SquadDataError(f"{input_file}: cannot read ({error.strerror})") from None
-    except UnicodeDecodeError as error:
-        raise SquadDataError(f"{input_file}: not UTF-8 ({error.reason} at byte {error.start})") from None
-    except json.JSONDecodeError as error:
-        raise SquadDataError(f"{input_file}:{error.lineno}:{error.colno}: not valid JSON ({error.msg})") from None
-
+    dataset = read_json(input_file)
     examples, skipped = [], 0
     for article_index, article in enumerate(_field(dataset, "data", input_file, "top level", list)):
         where = f"data[{article_index}]"
@@ -363,21 +357,9 @@ def _max_context_spans(doc_spans, num_tokens):
     return best_span
 
 
-def train_columns(max_seq_length=MAX_SEQ_LENGTH):
-    """Column name -> (type, length) of a training row, as `src.records.schema_json` takes."""
-    return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
-            "segment_ids": ("int64", max_seq_length), "start_positions": ("int64", 1),
-            "end_positions": ("int64", 1)}
-
-
-def eval_columns(max_seq_length=MAX_SEQ_LENGTH):
-    """Column name -> (type, length) of an evaluation row, as `src.records.schema_json` takes."""
-    return {"input_ids": ("int64", max_seq_length), "input_mask": ("int64", max_seq_length),
-            "segment_ids": ("int64", max_seq_length), "unique_ids": ("int64", 1)}
-
-
 def feature_row(feature, is_training):
-    """A feature as a record row {column: int64 array}: the columns of `train_columns` or `eval_columns`."""
+    """A feature as a record row {column: int64 array}: src.columns' "squad training" or "squad evaluation"
+    columns."""
     row = {"input_ids": feature.input_ids, "input_mask": feature.input_mask, "segment_ids": feature.segment_ids}
     if is_training:
         row["start_positions"] = np.array([feature.start_position], np.int64)
@@ -522,9 +504,6 @@ def write_predictions(output_dir, predictions, nbest):
 
     Returns the two paths.
     """
-    # src.checkpoint imports MindSpore; the data converter that imports this module does not need it.
-    from src.checkpoint import finite_json, write_text_atomic
-
     os.makedirs(output_dir, exist_ok=True)
     paths = os.path.join(output_dir, PREDICTIONS_FILE), os.path.join(output_dir, NBEST_FILE)
     texts = [finite_json(content, path, indent=4) + "\n" for path, content in zip(paths, (predictions, nbest))]

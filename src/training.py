@@ -46,8 +46,9 @@ import mindspore as ms
 import numpy as np
 
 from src.bert_model import ENCODER_PREFIX
-from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic, write_text_atomic
+from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic
 from src.errors import UserError
+from src.files import write_text_atomic
 from src.optimizers import BertLearningRate
 from src.train_cell import BertTrainOneStepCell
 

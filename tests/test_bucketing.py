@@ -8,8 +8,8 @@ import pytest
 
 from helpers import randomize_parameters, tiny_config
 from src.optimizers import AdamWeightDecay
-from src.dataset import (CLASSIFIER_COLUMNS, SQUAD_TRAIN_COLUMNS, DatasetError, bucket_length, bucket_lengths,
-                         create_dataset)
+from src.columns import column_names
+from src.dataset import DatasetError, bucket_length, bucket_lengths, create_dataset
 from src.records import write_tfrecord
 from src.task_models import BertCLS, BertNER
 from src.train_cell import BertTrainOneStepCell
@@ -78,8 +78,8 @@ def test_bucket_length_holds_the_longest_row_and_every_position():
 
 def test_batches_keep_their_rows_and_lose_only_padding(data):
     rows, path = data
-    plain = batches(create_dataset(path, CLASSIFIER_COLUMNS, BATCH, drop_remainder=False))
-    cut = batches(create_dataset(path, CLASSIFIER_COLUMNS, BATCH, bucket_list=BUCKETS, drop_remainder=False))
+    plain = batches(create_dataset(path, column_names("classifier"), BATCH, drop_remainder=False))
+    cut = batches(create_dataset(path, column_names("classifier"), BATCH, bucket_list=BUCKETS, drop_remainder=False))
     assert len(cut) == len(plain) == ROWS // BATCH
     lengths = [batch[0].shape[1] for batch in cut]
     assert lengths[:2] == [8, 16] and set(lengths) <= {8, 16, SEQ}
@@ -97,7 +97,7 @@ def test_shuffled_batches_are_the_plain_random_batches(data):
     identities = []
     for bucket_list in ([], BUCKETS):
         ds.config.set_seed(5)
-        dataset = create_dataset(path, CLASSIFIER_COLUMNS, BATCH, do_shuffle=True, bucket_list=bucket_list)
+        dataset = create_dataset(path, column_names("classifier"), BATCH, do_shuffle=True, bucket_list=bucket_list)
         identities.append([batch[0][:, 0].tolist() for batch in batches(dataset)])
         assert dataset.get_dataset_size() == len(identities[-1]) == ROWS // BATCH
     assert identities[0] == identities[1]
@@ -116,7 +116,7 @@ def test_squad_positions_stay_inside_the_cut(tmp_path):
                      "end_positions": np.array([int(rng.randint(start, length))])})
     path = str(tmp_path / "squad.tfrecord")
     write_tfrecord(path, [{name: np.asarray(value, np.int64) for name, value in row.items()} for row in rows])
-    dataset = create_dataset(path, SQUAD_TRAIN_COLUMNS, BATCH, bucket_list=BUCKETS, do_shuffle=False)
+    dataset = create_dataset(path, column_names("squad training"), BATCH, bucket_list=BUCKETS, do_shuffle=False)
     for number, batch in enumerate(batches(dataset)):
         length = batch[0].shape[1]
         expected_rows = rows[number * BATCH:(number + 1) * BATCH]
@@ -137,7 +137,7 @@ def test_cut_batches_give_the_losses_and_updates_of_the_padded_batches(head, tmp
     path = str(tmp_path / "train.tfrecord")
     write_tfrecord(path, rows)
     # The first two batches (lengths 8 and 16): each length runs its own compiled graph, on shared weights.
-    steps = batches(create_dataset(path, CLASSIFIER_COLUMNS, BATCH, bucket_list=BUCKETS, do_shuffle=False))[:2]
+    steps = batches(create_dataset(path, column_names("classifier"), BATCH, bucket_list=BUCKETS, do_shuffle=False))[:2]
     assert [batch[0].shape[1] for batch in steps] == [8, 16]
     config = tiny_config(seq_length=SEQ, max_position_embeddings=SEQ, hidden_dropout_prob=0.0,
                          attention_probs_dropout_prob=0.0)

@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from src.create_finetune_data import DataError, main, read_cluener_rows
-from src.errors import UserError
+from src.create_finetune_data import main
+from src.errors import DataError, UserError
+from src.featurization import read_cluener_rows
 from src.ner_tagging import label_list, tags_to_spans
 from src.tokenization import FullTokenizer
 

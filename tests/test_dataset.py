@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from src.dataset import (CLASSIFIER_COLUMNS, DatasetError, create_classification_dataset, create_dataset,
-                         create_squad_dataset)
+from src.columns import column_names
+from src.dataset import DatasetError, create_classification_dataset, create_dataset, create_squad_dataset
 
 SEQ = 16
+CLASSIFIER_COLUMNS = column_names("classifier")
 
 
 def write_classifier_tfrecord(path, first_label, rows):

@@ -7,7 +7,7 @@ import pytest
 import mindspore as ms
 import run_classifier
 from src.finetune import batch_plan, predict, rows_dataset
-from src.dataset import CLASSIFIER_COLUMNS
+from src.columns import column_names
 from src.task_models import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
 from tests.helpers import randomize_parameters, tiny_config
 
@@ -72,11 +72,11 @@ def test_cut_sorted_evaluation_returns_the_unsorted_full_length_results_in_input
     predictor = TaskPredictor(model)
     rows = random_rows()
     recorder = ShapeRecorder(predictor)
-    columns, outputs = predict(recorder, rows_dataset(rows, CLASSIFIER_COLUMNS, BATCH), bucket_list=BUCKETS,
+    columns, outputs = predict(recorder, rows_dataset(rows, column_names("classifier"), BATCH), bucket_list=BUCKETS,
                                token_outputs=task != "classifier", fixed_shape=False)
     # Sorted lengths 2 3 3 3 | 4 5 6 8 | 9 12 16: batches cut to 4, 8 and SEQ.
     assert recorder.shapes == [(BATCH, 4), (BATCH, 8), (ROWS - 2 * BATCH, SEQ)]
-    for name in CLASSIFIER_COLUMNS:
+    for name in column_names("classifier"):
         np.testing.assert_array_equal(columns[name], np.stack([row[name] for row in rows]))
     expected = unsorted_run(predictor, rows)
     assert len(outputs) == len(expected)
@@ -97,7 +97,7 @@ def test_fixed_shape_runs_one_shape():
     randomize_parameters(model, seed=2, scale=0.3)
     recorder = ShapeRecorder(TaskPredictor(model))
     rows = random_rows()
-    _, (probabilities,) = predict(recorder, rows_dataset(rows, CLASSIFIER_COLUMNS, BATCH), bucket_list=BUCKETS,
+    _, (probabilities,) = predict(recorder, rows_dataset(rows, column_names("classifier"), BATCH), bucket_list=BUCKETS,
                                   fixed_shape=True)
     assert recorder.shapes == [(BATCH, SEQ)] * 3
     np.testing.assert_allclose(probabilities, unsorted_run(recorder.predictor, rows)[0], rtol=1e-5, atol=1e-6)

@@ -15,7 +15,8 @@ import pretrain_eval
 import run_classifier
 import run_pretrain
 import run_squad
-from src.dataset import PRETRAIN_COLUMNS, task_columns
+from src.columns import column_names
+from src.dataset import task_columns
 from src import record_check
 from src.record_check import (ColumnSummary, DatasetError, check_columns, masked_crc32c, summarize,
                               verify_tfrecord)
@@ -260,7 +261,7 @@ def test_files_written_by_tensorflow_pass_and_count_their_records(records):
 
 def test_summaries_hold_every_rows_lengths_and_ranges(records):
     rows, columns = summarize([str(records["pretraining"])], "tfrecord")[str(records["pretraining"])]
-    assert rows == 12 and sorted(columns) == sorted(PRETRAIN_COLUMNS)
+    assert rows == 12 and sorted(columns) == sorted(column_names("pretraining"))
     assert columns["input_ids"] == ColumnSummary(SEQ, False, TOKEN, TOKEN)
     assert columns["next_sentence_labels"] == ColumnSummary(1, False, 0, 1)
     assert columns["masked_lm_weights"] == ColumnSummary(PREDICTIONS, True, 1.0, 1.0)

@@ -22,10 +22,11 @@ import predict
 import pretrain_eval
 import run_classifier
 import run_pretrain
-from src.checkpoint import NonFiniteError, finite_json, save_checkpoint_atomic
+from src.checkpoint import save_checkpoint_atomic
 from src.create_finetune_data import main as convert_main
 from src.create_pretraining_data import main as generate_main
 from src.device import detected_targets
+from src.files import NonFiniteError, finite_json
 from src.task_models import BertCLSModel
 from src.train_cell import INF_NAN, BertTrainOneStepCell
 from src.training import TrainingError, TrainingPlan, checkpoint_paths, checkpoint_step, train

@@ -7,7 +7,8 @@ import pytest
 
 import pretrain_eval
 import src.dataset
-from src.dataset import CLASSIFIER_COLUMNS, PRETRAIN_COLUMNS, create_dataset, fixed_shapes, pad_rows
+from src.columns import column_names
+from src.dataset import create_dataset, fixed_shapes, pad_rows
 from src.finetune import predict, rows_dataset
 from src.records import write_tfrecord
 from src.task_models import BertCLSModel, TaskPredictor
@@ -66,12 +67,12 @@ def test_padded_last_batch_predicts_what_the_unpadded_run_does():
     results = {}
     for pad in (False, True):
         recorder = ShapeRecorder(predictor)
-        results[pad] = predict(recorder, rows_dataset(rows, CLASSIFIER_COLUMNS, BATCH), fixed_shape=pad)
+        results[pad] = predict(recorder, rows_dataset(rows, column_names("classifier"), BATCH), fixed_shape=pad)
         assert recorder.batch_sizes == ([BATCH] * 3 if pad else [BATCH, BATCH, ROWS - 2 * BATCH])
     (columns, (probabilities,)), (padded_columns, (padded_probabilities,)) = results[False], results[True]
     assert probabilities.shape == padded_probabilities.shape == (ROWS, NUM_CLASSES)
     np.testing.assert_allclose(padded_probabilities, probabilities, rtol=1e-5, atol=1e-6)
-    for name in CLASSIFIER_COLUMNS:
+    for name in column_names("classifier"):
         np.testing.assert_array_equal(padded_columns[name], columns[name])
         np.testing.assert_array_equal(columns[name], np.stack([row[name] for row in rows]))
 
@@ -97,7 +98,7 @@ def test_padded_last_batch_gives_the_pretraining_metrics_of_the_unpadded_run(tmp
     metrics_net = pretrain_eval.PretrainingMetrics(tiny_config(seq_length=SEQ))
     randomize_parameters(metrics_net, seed=4, scale=0.1)
     metrics_net.set_train(False)
-    dataset = create_dataset(path, PRETRAIN_COLUMNS, BATCH, drop_remainder=False)
+    dataset = create_dataset(path, column_names("pretraining"), BATCH, drop_remainder=False)
     unpadded = pretrain_eval.evaluate(metrics_net, dataset, pad_last_batch=False)
     padded = pretrain_eval.evaluate(metrics_net, dataset, pad_last_batch=True)
     assert unpadded["sequences"] == padded["sequences"] == ROWS
@@ -110,7 +111,7 @@ def test_bucket_list_is_ignored_where_shapes_are_fixed(tmp_path, monkeypatch, ca
     path = str(tmp_path / "train.tfrecord")
     write_tfrecord(path, random_rows())
     monkeypatch.setattr(src.dataset, "FIXED_SHAPE_TARGETS", (ms.get_context("device_target"),))
-    dataset = create_dataset(path, CLASSIFIER_COLUMNS, BATCH, bucket_list=[4])
+    dataset = create_dataset(path, column_names("classifier"), BATCH, bucket_list=[4])
     assert {batch[0].shape for batch in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)} == {(BATCH, SEQ)}
     assert capsys.readouterr().out == (f"note: bucket_list [4] ignored on {ms.get_context('device_target')}: every "
                                        f"batch is padded to seq_length {SEQ}, so one compiled graph serves them all\n")

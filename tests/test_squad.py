@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from src import squad
+from src.columns import column_types
+from src.files import FileFormatError
 from src.squad import RawResult, SquadDataError
 from src.tokenization import FullTokenizer, basic_tokenize
 
@@ -114,7 +116,7 @@ def test_answer_past_the_context_is_a_data_error(tmp_path):
 def test_malformed_files_are_one_line_errors(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('{"data": [\n  {"title": "x",}\n]}', encoding="utf-8")
-    with pytest.raises(SquadDataError, match=r"broken\.json:2:17: not valid JSON"):
+    with pytest.raises(FileFormatError, match=r"broken\.json:2:17: not valid JSON"):
         squad.read_squad_examples(str(broken), is_training=False)
     wrong_shape = tmp_path / "shape.json"
     wrong_shape.write_text('{"data": [{"title": "x", "paragraphs": [{"qas": []}]}]}', encoding="utf-8")
@@ -126,7 +128,7 @@ def test_malformed_files_are_one_line_errors(tmp_path):
     with pytest.raises(SquadDataError, match=r"numbered\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]: 'id' has "
                                              r"type int, expected a string"):
         squad.read_squad_examples(str(numbered), is_training=False)
-    with pytest.raises(SquadDataError, match="missing.json: cannot read"):
+    with pytest.raises(FileFormatError, match="missing.json: cannot read"):
         squad.read_squad_examples(str(tmp_path / "missing.json"), is_training=False)
     with pytest.raises(ValueError, match="on_error must be one of fail, skip"):
         squad.read_squad_examples(str(broken), is_training=True, on_error="ignore")
@@ -213,7 +215,7 @@ def test_answer_inside_a_word_keeps_the_word(tmp_path, tokenizer):
 def test_rows_match_their_columns(tmp_path, tokenizer):
     [example] = read_one(tmp_path, MILK, "milk")
     [feature] = make_features([example], tokenizer, is_training=True, max_seq_length=20)
-    for is_training, columns in ((True, squad.train_columns(20)), (False, squad.eval_columns(20))):
+    for is_training, columns in ((True, column_types("squad training", 20)), (False, column_types("squad evaluation", 20))):
         row = squad.feature_row(feature, is_training)
         assert list(row) == list(columns)
         for name, (dtype, length) in columns.items():
