@@ -17,11 +17,13 @@ import os
 import sys
 import time
 
-from src.config import HELP_FLAGS, ConfigError, bert_config, convert, load_config, read_yaml, split_flags
+from src.config import HELP_FLAGS, Config, ConfigError, bert_config, convert, load_config, split_flags
 from src.device import init_device, job_target
 from src.errors import exit_on_user_error
-from src.export_model import FILE_SUFFIXES, INPUT_NAMES, TASKS, build_predictor, export_predictor, load_weights
+from src.export_model import (ENCODER, EXPORTABLE, FILE_SUFFIXES, INPUT_NAMES, export_predictor,
+                              load_encoder_predictor)
 from src.run_directory import check_writable
+from src.tasks import TASKS, load_predictor, read_task_file
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_config.yaml")
 # Flags of the model zoo's export scripts spelled differently here: {zoo flag: our key}.
@@ -33,10 +35,9 @@ ZOO_BATCH_FLAGS = ("batch_size", "export_batch_size")
 # MindSpore's deprecated path, untested here; MINDIR is the tested format and the
 # only one offered on CPU.
 FORMATS_BY_TARGET = {"CPU": ("MINDIR",), "GPU": ("MINDIR", "ONNX"), "Ascend": ("MINDIR", "AIR", "ONNX")}
-TASKS_WITH_CLASSES = ("classifier", "ner")
 
 
-def rename_zoo_flags(argv):
+def rename_zoo_flags(argv: list[str]) -> list[str]:
     """The zoo's flags in our spelling, as --key=value in order (the last of repeated flags still wins):
     ['--ckpt_file', 'X', '--batch_size=8'] -> ['--checkpoint=X']. A zoo batch size must be a positive integer."""
     if any(arg in HELP_FLAGS for arg in argv):
@@ -51,10 +52,10 @@ def rename_zoo_flags(argv):
     return renamed
 
 
-def check_options(cfg):
+def check_options(cfg: Config) -> None:
     """Refuse a missing or contradictory option before the model is built."""
-    if cfg.task not in TASKS:
-        raise ConfigError(f"--task: expected one of {', '.join(TASKS)}, got {cfg.task!r}")
+    if cfg.task not in EXPORTABLE:
+        raise ConfigError(f"--task: expected one of {', '.join(EXPORTABLE)}, got {cfg.task!r}")
     if not cfg.checkpoint:
         raise ConfigError("--checkpoint (or --ckpt_file): required, the .ckpt file to export")
     if not cfg.file_name:
@@ -67,14 +68,14 @@ def check_options(cfg):
                           f"use {' or '.join(FORMATS_BY_TARGET[target])}")
 
 
-def head_options(cfg):
-    """(num_class, use_crf) of the task head: the flags, completed by what fine-tuning recorded in the
+def head_options(cfg: Config) -> dict:
+    """{num_class, use_crf} of the task head: the flags, completed by what fine-tuning recorded in the
     `model_config` file (<task>.yaml: task, num_class, use_crf) and checked against it.
 
     Weights alone cannot tell a classifier from a softmax NER model with as many
     tags (the same names and shapes), so the recorded task must be `--task`.
     """
-    recorded = read_yaml(cfg.model_config) if cfg.model_config and cfg.task != "encoder" else {}
+    recorded = read_task_file(cfg.model_config).values if cfg.model_config and cfg.task != ENCODER else {}
     if recorded.get("task", cfg.task) != cfg.task:
         raise ConfigError(f"--task={cfg.task}: {cfg.model_config} describes a {recorded['task']} model")
     num_class = cfg.num_class or recorded.get("num_class", 0)
@@ -84,23 +85,25 @@ def head_options(cfg):
     use_crf = cfg.use_crf or recorded.get("use_crf", False)
     if use_crf != recorded.get("use_crf", use_crf):
         raise ConfigError(f"--use_crf=true: {cfg.model_config} records a model without a CRF")
-    if cfg.task in TASKS_WITH_CLASSES and num_class < 1:
+    head = TASKS[cfg.task].head if cfg.task in TASKS else ()
+    if "num_class" in head and num_class < 1:
         raise ConfigError(f"--num_class: required for --task={cfg.task} (the number the model was fine-tuned with)")
-    if use_crf and cfg.task != "ner":
+    if use_crf and "use_crf" not in head:
         raise ConfigError(f"--use_crf=true: only for --task=ner, not {cfg.task}")
-    return num_class, use_crf
+    return {"num_class": num_class, "use_crf": use_crf}
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> list[str]:
     cfg = load_config(DEFAULT_CONFIG, rename_zoo_flags(sys.argv[1:] if argv is None else argv))
     check_options(cfg)
-    num_class, use_crf = head_options(cfg)
+    settings = head_options(cfg)
     config = bert_config(cfg)
     check_writable(os.path.dirname(os.path.abspath(cfg.file_name)), "--file_name")
     init_device(cfg, config.compute_type, training=False)  # graph mode: export traces the network
 
-    predictor = load_weights(build_predictor(cfg.task, config, num_class, use_crf), cfg.checkpoint)
+    predictor = (load_encoder_predictor(config, cfg.checkpoint) if cfg.task == ENCODER
+                 else load_predictor(cfg.task, config, settings, cfg.checkpoint))
     start = time.time()
     paths = export_predictor(predictor, config.seq_length, cfg.file_name, cfg.file_format)
     print(f"exported the {cfg.task} of {cfg.checkpoint} to {' and '.join(paths)} in {time.time() - start:.1f} s: "

@@ -34,23 +34,22 @@ import os
 import sys
 import time
 
+import numpy as np
 import yaml
 
 from src import squad
-from src.columns import column_names
-from src.config import Config, bool_flag, command_parser, concrete_bert_config, read_yaml
+from src.bert_model import BertConfig
+from src.config import Config, bool_flag, command_parser, read_yaml
 from src.dataset import bucket_lengths
 from src.device import AUTO, TARGETS, init_device, job_target
 from src.errors import UserError, exit_on_user_error
-from src.export_model import build_predictor
 from src.featurization import SPECIAL_TOKENS_PER_TEXT, Example, RowBuilder
 from src.files import finite_json, write_text_atomic
-from src.finetune import check_vocabulary, load_task_model, predict, rows_dataset, warn_truncated
+from src.finetune import check_vocabulary, predict, rows_dataset, warn_truncated
 from src.ner_tagging import tags_to_spans
+from src.tasks import TASKS, load_predictor, read_task_file
 from src.tokenization import FullTokenizer
 
-TASKS = ("classifier", "ner", "squad")
-LABELLED_TASKS = ("classifier", "ner")
 INPUT_FLAGS = ("input_file", "config", "checkpoint", "vocab_file")
 STANDARD_STREAM = "-"
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -60,9 +59,9 @@ class PredictError(UserError):
     """Bad input or options for prediction."""
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = command_parser(__doc__.split("\n")[0])
-    parser.add_argument("--task", required=True, choices=TASKS, help="what the model was fine-tuned for")
+    parser.add_argument("--task", required=True, choices=tuple(TASKS), help="what the model was fine-tuned for")
     parser.add_argument("--config", required=True, help="the <task>.yaml written with the fine-tuned checkpoint")
     parser.add_argument("--checkpoint", required=True, help="the fine-tuned <task>.ckpt")
     parser.add_argument("--vocab_file", required=True, help="the vocabulary the model was trained with")
@@ -82,7 +81,7 @@ def parse_args(argv):
     return args
 
 
-def length_list(text):
+def length_list(text: str) -> list[int]:
     """argparse `type` of --bucket_list: a list of whole numbers such as [32,64,128]."""
     try:
         value = yaml.safe_load(text)
@@ -93,29 +92,26 @@ def length_list(text):
     return value
 
 
-def read_task_config(path, task, device_target):
-    """(BertConfig for `device_target`, settings dict) from a fine-tuned model's YAML; its task must be `task`."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            description = yaml.safe_load(f)
-        config = concrete_bert_config(description["model"], device_target, "model")
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
-        raise PredictError(f"--config {path}: not the <task>.yaml of a fine-tuned model ({error})") from None
-    if description.get("task") != task:
-        raise PredictError(f"--config {path} describes a {description.get('task')!r} model, not --task={task}")
-    if task in LABELLED_TASKS:
-        labels, num_class = description.get("labels"), description.get("num_class")
+def read_task_config(path: str, task: str, device_target: str) -> tuple[BertConfig, dict]:
+    """(BertConfig for `device_target`, {setting: value}) of a fine-tuned model's `<task>.yaml`, whose task
+    must be `task` and whose labels, for a labelled task, must name its num_class outputs."""
+    record = read_task_file(path, "--config")
+    if record.task != task:
+        raise PredictError(f"--config {path} describes a {record.task!r} model, not --task={task}")
+    settings = record.values
+    if TASKS[task].labelled:
+        labels, num_class = settings.get("labels"), settings.get("num_class")
         if not (isinstance(labels, list) and len(labels) == num_class):
             raise PredictError(f"--config {path}: expected labels: a list of num_class ({num_class}) names")
-    return config, description
+    return record.bert_config(device_target), settings
 
 
-def same_file(path, other):
+def same_file(path: str, other: str) -> bool:
     """Whether two paths name one existing file, through links and however spelled."""
     return os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other)
 
 
-def check_output_file(args):
+def check_output_file(args: argparse.Namespace) -> None:
     """Before any work: --output_file must be none of the input files (writing it would destroy one,
     however the two paths are spelled) and must be writable as a file."""
     output = args.output_file
@@ -134,7 +130,7 @@ def check_output_file(args):
         raise PredictError(f"--output_file {output}: cannot write in {directory}")
 
 
-def read_inputs(path):
+def read_inputs(path: str) -> list[tuple[int, str]]:
     """(line number, text) of every input line; the input must be UTF-8."""
     stream = sys.stdin.buffer if path == STANDARD_STREAM else open(path, "rb")
     try:
@@ -153,34 +149,39 @@ def read_inputs(path):
             stream.close()
 
 
-def predict_rows(model, rows, columns, args, token_outputs=False):
-    """The predictor's outputs for in-memory rows, in order: run sorted by length, in batches of
-    --batch_size cut to --bucket_list (src.finetune.predict); `token_outputs`: one output per token."""
-    _, outputs = predict(model, rows_dataset(rows, columns, args.batch_size), bucket_list=args.bucket_list,
-                         token_outputs=token_outputs)
+def predict_rows(task: str, config: BertConfig, settings: dict, rows: list[dict], args: argparse.Namespace,
+                 token_outputs: bool = False) -> list[np.ndarray]:
+    """The fine-tuned predictor's outputs for `task`'s in-memory evaluation rows, in order: run sorted by
+    length, in batches of --batch_size cut to --bucket_list (src.finetune.predict); `token_outputs`: one
+    output per token."""
+    model = load_predictor(task, config, settings, args.checkpoint)
+    dataset = rows_dataset(rows, TASKS[task].evaluation_columns, args.batch_size)
+    _, outputs = predict(model, dataset, bucket_list=args.bucket_list, token_outputs=token_outputs)
     return outputs
 
 
-def classify(lines, config, settings, args, tokenizer):
+# Each task's prediction: (line number, text) of the non-empty input lines -> (a result per line, in order,
+# the number of inputs truncated to the model's sequence).
+
+def classify(lines: list[tuple[int, str]], config: BertConfig, settings: dict, args: argparse.Namespace,
+             tokenizer: FullTokenizer) -> tuple[list[dict], int]:
     labels = settings["labels"]
     builder = RowBuilder(tokenizer, {label: index for index, label in enumerate(labels)}, config.seq_length,
                          args.input_file)
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
-    model = load_task_model(build_predictor("classifier", config, settings["num_class"]), args.checkpoint)
-    (probabilities,) = predict_rows(model, rows, column_names("classifier"), args)
+    (probabilities,) = predict_rows("classifier", config, settings, rows, args)
     results = [{"line": number, "text": text, "label": labels[int(p.argmax())], "probability": float(p.max())}
                for (number, text), p in zip(lines, probabilities)]
     return results, builder.truncated
 
 
-def tag(lines, config, settings, args, tokenizer):
+def tag(lines: list[tuple[int, str]], config: BertConfig, settings: dict, args: argparse.Namespace,
+        tokenizer: FullTokenizer) -> tuple[list[dict], int]:
     labels = settings["labels"]
     builder = RowBuilder(tokenizer, {label: index for index, label in enumerate(labels)}, config.seq_length,
                          args.input_file, settings["tag_scheme"])
     rows = [builder.row(Example(text, None, number, text)) for number, text in lines]
-    model = load_task_model(build_predictor("ner", config, settings["num_class"], settings["use_crf"]),
-                            args.checkpoint)
-    (tag_ids,) = predict_rows(model, rows, column_names("ner"), args, token_outputs=True)
+    (tag_ids,) = predict_rows("ner", config, settings, rows, args, token_outputs=True)
     results = []
     for (number, text), ids in zip(lines, tag_ids):
         length = min(len(text), config.seq_length - SPECIAL_TOKENS_PER_TEXT)
@@ -191,13 +192,13 @@ def tag(lines, config, settings, args, tokenizer):
     return results, builder.truncated
 
 
-def answer(lines, config, settings, args, tokenizer):
+def answer(lines: list[tuple[int, str]], config: BertConfig, settings: dict, args: argparse.Namespace,
+           tokenizer: FullTokenizer) -> tuple[list[dict], int]:
     examples = [question_example(number, text, args.input_file) for number, text in lines]
     features = list(squad.iter_features(examples, tokenizer, False, config.seq_length, settings["doc_stride"],
                                         settings["max_query_length"]))
     rows = [squad.feature_row(feature, is_training=False) for feature in features]
-    model = load_task_model(build_predictor("squad", config), args.checkpoint)
-    outputs = predict_rows(model, rows, column_names("squad evaluation"), args, token_outputs=True)
+    outputs = predict_rows("squad", config, settings, rows, args, token_outputs=True)
     raw = [squad.RawResult(feature.unique_id, start.tolist(), end.tolist())
            for feature, start, end in zip(features, *outputs)]
     answers, nbest = squad.make_predictions(examples, features, raw, settings["n_best_size"],
@@ -208,7 +209,7 @@ def answer(lines, config, settings, args, tokenizer):
     return results, 0
 
 
-def question_example(number, text, source):
+def question_example(number: int, text: str, source: str) -> squad.SquadExample:
     """A SQuAD example from one JSON line {"question", "context"[, "id"]}."""
     try:
         record = json.loads(text)
@@ -225,7 +226,7 @@ def question_example(number, text, source):
 PREDICTORS = {"classifier": classify, "ner": tag, "squad": answer}
 
 
-def write_outputs(path, results):
+def write_outputs(path: str, results: list[dict]) -> None:
     """JSON lines to standard output, or to the file `path` whole (a failure leaves the old file);
     through a symbolic link to its target, and in place into a device or pipe (/dev/stdout)."""
     text = "".join(finite_json(result, f"--output_file {path} (input line {result['line']})", ensure_ascii=False)
@@ -240,7 +241,7 @@ def write_outputs(path, results):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.batch_size < 1:
         raise PredictError(f"--batch_size must be at least 1, got {args.batch_size}")

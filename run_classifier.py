@@ -14,19 +14,18 @@ import sys
 import numpy as np
 
 from src import assessment_method
-from src.columns import column_names
-from src.config import bert_config, load_config
+from src.bert_model import BertConfig
+from src.config import Config, bert_config, load_config
 from src.errors import exit_on_user_error
-from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, save_results,
-                          setup, train_task)
-from src.task_models import BertCLS, BertCLSModel, TaskPredictor
+from src.finetune import check_job_inputs, eval_dataset, predict, read_label_map, save_results, setup, train_task
+from src.tasks import load_predictor, recorded_settings
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_classifier_config.yaml")
 # Spearman correlation ranks a score: for two classes, the probability of class 1.
 POSITIVE_CLASS = 1
 
 
-def score(method, labels, probabilities):
+def score(method: str, labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """The `method` metric (a CLASSIFIER_METHODS name) of [N] labels against [N, num_class] class
     probabilities, printed in the zoo's format and returned as a dict."""
     num_class = probabilities.shape[-1]
@@ -47,10 +46,11 @@ def score(method, labels, probabilities):
     return results
 
 
-def evaluate(cfg, config, checkpoint, method):
-    model = load_task_model(TaskPredictor(BertCLSModel(config, False, cfg.num_class)), checkpoint)
-    columns, (probabilities,) = predict(model, eval_dataset(cfg, config, column_names("classifier")),
-                                        bucket_list=cfg.bucket_list)
+def evaluate(cfg: Config, config: BertConfig, checkpoint: str, method: str, settings: dict) -> dict:
+    """Score the classifier fine-tuned at `checkpoint` (its `settings`: num_class, labels) on the evaluation
+    data with `method`; the results go to eval_results.json."""
+    model = load_predictor("classifier", config, settings, checkpoint)
+    columns, (probabilities,) = predict(model, eval_dataset(cfg, config, "classifier"), bucket_list=cfg.bucket_list)
     labels = columns["label_ids"].reshape(-1)
     predictions = probabilities.argmax(axis=-1)
     results = score(method, labels, probabilities)
@@ -59,12 +59,12 @@ def evaluate(cfg, config, checkpoint, method):
                    prediction_counts=np.bincount(predictions, minlength=cfg.num_class).tolist(),
                    label_counts=np.bincount(labels, minlength=cfg.num_class).tolist())
     if cfg.label2id_file_path:
-        results["class_names"] = class_names(cfg)
+        results["class_names"] = settings["labels"]
     save_results(cfg, results)
     return results
 
 
-def class_names(cfg):
+def class_names(cfg: Config) -> list[str]:
     """The class names in id order (from label2id_file_path), or their ids as strings."""
     if not cfg.label2id_file_path:
         return [str(index) for index in range(cfg.num_class)]
@@ -73,7 +73,7 @@ def class_names(cfg):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict | None:
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
     method, _ = assessment_method.resolve_method(cfg.assessment_method, assessment_method.CLASSIFIER_METHODS)
     label_map = read_label_map(cfg.label2id_file_path, cfg.num_class) if cfg.label2id_file_path else None
@@ -81,12 +81,11 @@ def main(argv=None):
     with setup(cfg, config, "classifier"):  # holds output_dir (and the model directory) until the job ends
         check_job_inputs(cfg, config, "classifier", label_map)
         checkpoint = cfg.load_finetune_checkpoint_path
+        settings = recorded_settings("classifier", cfg, labels=class_names(cfg))
         if cfg.do_train:
-            settings = {"num_class": cfg.num_class, "labels": class_names(cfg), "do_lower_case": cfg.do_lower_case}
-            checkpoint = train_task(cfg, config, BertCLS(config, True, cfg.num_class), column_names("classifier"),
-                                    "classifier", settings)
+            checkpoint = train_task(cfg, config, "classifier", settings)
         if cfg.do_eval:
-            return evaluate(cfg, config, checkpoint, method)
+            return evaluate(cfg, config, checkpoint, method, settings)
         return None
 
 

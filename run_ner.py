@@ -18,27 +18,30 @@ import json
 import os
 import sys
 
+import mindspore.dataset as ds
+
 from src import assessment_method
-from src.columns import column_names
-from src.config import ConfigError, bert_config, load_config
+from src.bert_model import BertConfig
+from src.config import Config, ConfigError, bert_config, load_config
 from src.errors import exit_on_user_error
-from src.featurization import SPECIAL_TOKENS_PER_TEXT, read_cluener_rows
-from src.finetune import (check_job_inputs, eval_dataset, load_task_model, predict, read_label_map, rows_dataset,
-                          save_results, setup, train_task, warn_truncated)
+from src.featurization import SPECIAL_TOKENS_PER_TEXT, Example, read_cluener_rows
+from src.finetune import (check_job_inputs, eval_dataset, predict, read_label_map, rows_dataset, save_results, setup,
+                          train_task, warn_truncated)
 from src.ner_tagging import infer_scheme, tags_to_spans
-from src.task_models import BertNER, BertNERModel, TaskPredictor
+from src.tasks import TASKS, load_predictor, recorded_settings
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_ner_config.yaml")
 SUBMISSION_FILE = "cluener_predict.json"
 JSON_SUFFIX = ".json"
 
 
-def evaluation_data(cfg, config, label_map, scheme, method):
+def evaluation_data(cfg: Config, config: BertConfig, label_map: dict[str, int], scheme: str,
+                    method: str) -> tuple[ds.Dataset, list[Example] | None]:
     """(dataset, CLUENER examples or None): a CLUENER JSON file is converted in memory."""
     if not cfg.eval_data_file_path.endswith(JSON_SUFFIX):
         if method == "clue_benchmark":
             raise ConfigError("--assessment_method=clue_benchmark: eval_data_file_path must be a CLUENER JSON file")
-        return eval_dataset(cfg, config, column_names("ner")), None
+        return eval_dataset(cfg, config, "ner"), None
     if not cfg.vocab_file_path:
         raise ConfigError("--vocab_file_path: required to read the CLUENER JSON file eval_data_file_path")
     examples, rows = read_cluener_rows(cfg.eval_data_file_path, cfg.vocab_file_path, label_map, config.seq_length,
@@ -46,10 +49,10 @@ def evaluation_data(cfg, config, label_map, scheme, method):
     # One tag per character: a text longer than the sequence loses its tail, as in the converter.
     max_tokens = config.seq_length - SPECIAL_TOKENS_PER_TEXT
     warn_truncated(sum(len(example.text) > max_tokens for example in examples), max_tokens)
-    return rows_dataset(rows, column_names("ner"), cfg.eval_batch_size), examples
+    return rows_dataset(rows, TASKS["ner"].evaluation_columns, cfg.eval_batch_size), examples
 
 
-def score(method, true_tags, pred_tags, scheme):
+def score(method: str, true_tags: list[list[str]], pred_tags: list[list[str]], scheme: str) -> dict:
     """Token accuracy for `method` "accuracy", else entity F1, of the sentences' tag lists; printed in the
     zoo's format and returned as a dict."""
     if method == "accuracy":
@@ -62,11 +65,14 @@ def score(method, true_tags, pred_tags, scheme):
     return results
 
 
-def evaluate(cfg, config, checkpoint, label_map, method):
+def evaluate(cfg: Config, config: BertConfig, checkpoint: str, label_map: dict[str, int], method: str,
+             settings: dict) -> dict:
+    """Score the tagger fine-tuned at `checkpoint` (its `settings`: num_class, use_crf, tag_scheme) on the
+    evaluation data with `method`; the results go to eval_results.json (and the CLUENER submission file)."""
     id_to_tag = {index: tag for tag, index in label_map.items()}
-    scheme = infer_scheme(label_map)
+    scheme = settings["tag_scheme"]
     dataset, examples = evaluation_data(cfg, config, label_map, scheme, method)
-    model = load_task_model(TaskPredictor(BertNERModel(config, False, cfg.num_class, cfg.use_crf)), checkpoint)
+    model = load_predictor("ner", config, settings, checkpoint)
     columns, (predicted_ids,) = predict(model, dataset, bucket_list=cfg.bucket_list, token_outputs=True)
     # Tags of the characters: positions 1 .. length - 2 (between [CLS] and [SEP]).
     lengths = columns["input_mask"].sum(axis=1) - 2
@@ -89,12 +95,12 @@ def evaluate(cfg, config, checkpoint, label_map, method):
     return results
 
 
-def example_id(example, index):
+def example_id(example: Example, index: int) -> object:
     """The record's own "id" (CLUENER test files have one), else its index in the file."""
     return json.loads(example.raw).get("id", index)
 
 
-def check_zoo_keys(cfg):
+def check_zoo_keys(cfg: Config) -> None:
     """The zoo's NER keys that have no counterpart here are taken only at their neutral values."""
     if cfg.with_lstm:
         raise ConfigError("--with_lstm=true: no LSTM head here; the NER heads are softmax (--use_crf=false) "
@@ -105,7 +111,7 @@ def check_zoo_keys(cfg):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict | None:
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
     method, note = assessment_method.resolve_method(cfg.assessment_method, assessment_method.NER_METHODS,
                                                     assessment_method.ZOO_NER_METHODS)
@@ -120,13 +126,12 @@ def main(argv=None):
         check_job_inputs(cfg, config, "ner", label_map,
                          eval_records=not cfg.eval_data_file_path.endswith(JSON_SUFFIX))
         checkpoint = cfg.load_finetune_checkpoint_path
+        settings = recorded_settings("ner", cfg, tag_scheme=infer_scheme(label_map),
+                                     labels=sorted(label_map, key=label_map.get))
         if cfg.do_train:
-            network = BertNER(config, True, cfg.num_class, cfg.use_crf)
-            settings = {"num_class": cfg.num_class, "use_crf": cfg.use_crf, "tag_scheme": infer_scheme(label_map),
-                        "labels": sorted(label_map, key=label_map.get), "do_lower_case": cfg.do_lower_case}
-            checkpoint = train_task(cfg, config, network, column_names("ner"), "ner", settings)
+            checkpoint = train_task(cfg, config, "ner", settings)
         if cfg.do_eval:
-            return evaluate(cfg, config, checkpoint, label_map, method)
+            return evaluate(cfg, config, checkpoint, label_map, method, settings)
         return None
 
 

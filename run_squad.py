@@ -19,15 +19,16 @@ import numpy as np
 
 from src import squad
 from src.assessment_method import squad_evaluate
-from src.columns import column_names
-from src.config import ConfigError, bert_config, load_config
+from src.bert_model import BertConfig
+from src.config import Config, ConfigError, bert_config, load_config
 from src.errors import exit_on_user_error
-from src.finetune import check_job_inputs, eval_dataset, load_task_model, predict, save_results, setup, train_task
-from src.task_models import NUM_SPAN_LOGITS, BertSquad, BertSquadModel, TaskPredictor
+from src.finetune import check_job_inputs, eval_dataset, predict, save_results, setup, train_task
+from src.task_models import NUM_SPAN_LOGITS
+from src.tasks import load_predictor, recorded_settings
 from src.tokenization import FullTokenizer
 
 
-def evaluation_windows(cfg, config):
+def evaluation_windows(cfg: Config, config: BertConfig) -> tuple[list[squad.SquadExample], list[squad.SquadFeature]]:
     """(examples, features) of eval_json_path, built as the converter built them."""
     if not (cfg.eval_json_path and cfg.vocab_file_path):
         raise ConfigError("--eval_json_path and --vocab_file_path: required to evaluate")
@@ -38,7 +39,7 @@ def evaluation_windows(cfg, config):
     return examples, features
 
 
-def check_rows_match(features, columns, cfg):
+def check_rows_match(features: list[squad.SquadFeature], columns: dict[str, np.ndarray], cfg: Config) -> None:
     """The records must be the windows of eval_json_path, made with the same settings."""
     by_id = {feature.unique_id: feature for feature in features}
     unique_ids = columns["unique_ids"].reshape(-1)
@@ -50,10 +51,12 @@ def check_rows_match(features, columns, cfg):
                           "doc_stride, max_query_length and seq_length")
 
 
-def evaluate(cfg, config, checkpoint):
+def evaluate(cfg: Config, config: BertConfig, checkpoint: str, settings: dict) -> dict:
+    """Answer the questions of eval_json_path with the model fine-tuned at `checkpoint` and score the answers;
+    the predictions and the scores go to output_dir."""
     examples, features = evaluation_windows(cfg, config)
-    model = load_task_model(TaskPredictor(BertSquadModel(config, False)), checkpoint)
-    columns, (start_logits, end_logits) = predict(model, eval_dataset(cfg, config, column_names("squad evaluation")),
+    model = load_predictor("squad", config, settings, checkpoint)
+    columns, (start_logits, end_logits) = predict(model, eval_dataset(cfg, config, "squad"),
                                                     bucket_list=cfg.bucket_list, token_outputs=True)
     check_rows_match(features, columns, cfg)
     results = [squad.RawResult(int(uid), start.tolist(), end.tolist())
@@ -71,7 +74,7 @@ def evaluate(cfg, config, checkpoint):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict | None:
     cfg = load_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_squad_config.yaml"),
                       sys.argv[1:] if argv is None else argv)
     if cfg.num_class != NUM_SPAN_LOGITS:
@@ -81,13 +84,11 @@ def main(argv=None):
     with setup(cfg, config, "squad"):  # holds output_dir (and the model directory) until the job ends
         check_job_inputs(cfg, config, "squad")
         checkpoint = cfg.load_finetune_checkpoint_path
+        settings = recorded_settings("squad", cfg)
         if cfg.do_train:
-            settings = {key: getattr(cfg, key) for key in ("do_lower_case", "doc_stride", "max_query_length",
-                                                              "n_best_size", "max_answer_length")}
-            checkpoint = train_task(cfg, config, BertSquad(config, True), column_names("squad training"), "squad",
-                                    settings)
+            checkpoint = train_task(cfg, config, "squad", settings)
         if cfg.do_eval:
-            return evaluate(cfg, config, checkpoint)
+            return evaluate(cfg, config, checkpoint, settings)
         return None
 
 

@@ -16,6 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
+from src.bert_model import ENCODER_PREFIX
 from src.errors import UserError
 from src.files import NonFiniteError, replace_atomically
 
@@ -81,6 +82,20 @@ def load_checkpoint_into(net: nn.Cell, path: str, prefix: str = "") -> None:
         CheckpointMismatchError naming every missing, unexpected and mis-shaped parameter.
     """
     load_params_into(net, read_checkpoint(path), path, prefix)
+
+
+def load_encoder(net: nn.Cell, path: str, flag: str = "") -> None:
+    """Load the encoder (`bert.*`) of any checkpoint of ours (pretraining, converted, fine-tuned) into `net`
+    (a task model, or anything holding the encoder as `bert`); the checkpoint's other names (heads,
+    optimizer state) are ignored and `net`'s other parameters keep their values. Every encoder parameter
+    must be there with its shape (another vocabulary or architecture fails with the list of differences);
+    `flag`, the option that gave `path`, opens the error of a checkpoint without an encoder."""
+    saved = {name: value for name, value in read_checkpoint(path).items() if name.startswith(ENCODER_PREFIX)}
+    if not saved:
+        where = f"{flag} {path}" if flag else path
+        raise CheckpointMismatchError(f"{where}: no encoder parameters ({ENCODER_PREFIX}*) in it")
+    kept = {param.name: param for param in net.get_parameters() if not param.name.startswith(ENCODER_PREFIX)}
+    load_params_into(net, {**saved, **kept}, path)
 
 
 def read_checkpoint(path: str) -> dict[str, ms.Parameter]:

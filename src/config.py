@@ -160,27 +160,30 @@ def split_flags(argv):
     return pairs
 
 
-def read_yaml(path):
-    """A YAML file's top-level mapping; a missing or malformed file raises ConfigError."""
+def read_yaml(path: str, flag: str = "") -> dict:
+    """A YAML file's top-level mapping; a missing or malformed file raises ConfigError naming `path`
+    (after `flag`, the option that gave it, when there is one)."""
+    where = f"{flag} {path}" if flag else path
     try:
-        values = yaml.safe_load(read_text(path))
+        values = yaml.safe_load(read_text(path, flag))
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+        raise ConfigError(f"{where}: not valid YAML ({' '.join(str(error).split())})") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        raise ConfigError(f"{where}: expected a mapping of keys to values at the top level")
     for key, value in dotted_items(values):
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{path}: {key}: expected a finite number, got {value}")
+            raise ConfigError(f"{where}: {key}: expected a finite number, got {value}")
     return values
 
 
-def read_text(path):
-    """A text file's contents; a missing or unreadable file raises ConfigError."""
+def read_text(path: str, flag: str = "") -> str:
+    """A text file's contents; a missing or unreadable file raises ConfigError (named as `read_yaml` does)."""
+    where = f"{flag} {path}" if flag else path
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+        raise ConfigError(f"{where}: cannot read config file ({error.strerror})") from None
 
 
 def dotted_items(values, prefix=""):

@@ -63,17 +63,17 @@ import re
 
 import mindspore as ms
 import numpy as np
-import yaml
 from safetensors.numpy import load_file, save_file
 
 from src.bert_for_pre_training import BertPreTraining
 from src.bert_model import ENCODER_PREFIX, BertConfig, BertModel
-from src.checkpoint import load_params_into, read_checkpoint, save_checkpoint_atomic
-from src.config import command_parser, concrete_bert_config, read_yaml, resolve_model
+from src.checkpoint import load_params_into, read_checkpoint
+from src.config import command_parser
 from src.device import AUTO
 from src.errors import UserError, exit_on_user_error
 from src.files import TEXT_FILE_MODE, read_json, replace_atomically, write_text_atomic
-from src.task_models import NUM_SPAN_LOGITS, BertCLSModel, BertNERModel, BertSquadModel
+from src.task_models import NUM_SPAN_LOGITS
+from src.tasks import TASKS, read_task_file, save_task_model, task_model, task_yaml_path
 
 
 class ConversionError(UserError):
@@ -212,13 +212,8 @@ GOOGLE_NAMES = NameTable("Google BERT", [
 ], spellings={"wb": {"kernel": "weight", "bias": "bias"}, "ln": {"gamma": "gamma", "beta": "beta"}, "qkv": QKV},
     transposed_suffix="/kernel")
 
-# Our task -> (the Hugging Face class of that task, the attribute of its head);
-# every task head is our `dense_1`.
-HF_TASK_MODELS = {"classifier": ("BertForSequenceClassification", "classifier"),
-                  "ner": ("BertForTokenClassification", "classifier"),
-                  "squad": ("BertForQuestionAnswering", "qa_outputs")}
-# Hugging Face builds these with `add_pooling_layer=False`: no pooler tensors.
-HF_TASKS_WITHOUT_POOLER = ("ner", "squad")
+# Each task's Hugging Face class and its head (our `dense_1`) are src.tasks.TASKS'; Hugging Face
+# builds some task classes with `add_pooling_layer=False`: no pooler tensors.
 POOLER_PREFIX = "bert.dense."
 HF_PRETRAINING, HF_ENCODER = "BertForPreTraining", "BertModel"
 
@@ -227,7 +222,7 @@ def hf_names(task=None):
     """HF_NAMES, plus the head of the task's Hugging Face class as our `dense_1`."""
     if not task:
         return HF_NAMES
-    return HF_NAMES.with_rows([(f"{HF_TASK_MODELS[task][1]}.{{wb}}", "dense_1.{wb}")])
+    return HF_NAMES.with_rows([(f"{TASKS[task].hf_head}.{{wb}}", "dense_1.{wb}")])
 
 
 # Hugging Face tensors that carry no weights of their own: buffers, and the MLM
@@ -260,10 +255,6 @@ DEFAULT_MAX_RELATIVE_POSITION = BertConfig.max_relative_position
 MODEL_PREFIXES = (ENCODER_PREFIX, "mlm_head.", "nsp_head.", "dense_1.", "crf.")
 MAX_LISTED_PROBLEMS = 25
 
-TASK_MODELS = {"classifier": lambda config, num_class: BertCLSModel(config, False, num_class),
-               "ner": lambda config, num_class: BertNERModel(config, False, num_class),
-               "squad": lambda config, num_class: BertSquadModel(config, False)}
-
 
 # ---------------------------------------------------------------- shared machinery
 
@@ -277,9 +268,10 @@ class Conversion:
     notes: list = dataclasses.field(default_factory=list)
 
 
-def parameter_shapes(config, task=None, num_class=None):
-    """{our name: shape} of the model: the task model's, or (no task) BertPreTraining's, in parameter order."""
-    net = TASK_MODELS[task](config, num_class) if task else BertPreTraining(config, is_training=False)
+def parameter_shapes(config: BertConfig, task: str | None = None, settings: dict | None = None) -> dict:
+    """{our name: shape} of the model: the task model's (its head sized by `settings`), or (no task)
+    BertPreTraining's, in parameter order."""
+    net = task_model(task, config, settings) if task else BertPreTraining(config, is_training=False)
     return {param.name: tuple(param.shape) for param in net.get_parameters()}
 
 
@@ -358,21 +350,14 @@ def pretraining_heads(shapes):
     return [name for name in shapes if not name.startswith(ENCODER_PREFIX)]
 
 
-def write_ms_checkpoint(conversion, shapes, output_path, source):
-    """FILE.ckpt (tensors in the model's parameter order) and FILE.yaml (model section, task)."""
+def write_ms_checkpoint(conversion: Conversion, shapes: dict, output_path: str, source: str) -> None:
+    """FILE.ckpt (tensors in the model's parameter order) and FILE.yaml (task and settings, model section),
+    laid out as fine-tuning's <task>.yaml (src.tasks.save_task_model)."""
     order = [name for name in shapes if name in conversion.tensors]
-    save_checkpoint_atomic([{"name": name, "data": ms.Tensor(conversion.tensors[name])} for name in order],
-                           output_path)
-    # The layout of fine-tuning's <task>.yaml: the task and its settings, then the model.
-    sections = {"task": conversion.task, **conversion.settings} if conversion.task else {}
     # compute_type auto: the device that loads the model picks its precision (src.device.compute_type_for).
-    sections["model"] = dict(dataclasses.asdict(conversion.config), compute_type=AUTO)
-    header = f"# Model section of {os.path.basename(output_path)}, converted from {source}\n"
-    write_text_atomic(header + yaml.safe_dump(sections, sort_keys=False), model_yaml_path(output_path))
-
-
-def model_yaml_path(checkpoint_path):
-    return os.path.splitext(checkpoint_path)[0] + ".yaml"
+    save_task_model([{"name": name, "data": ms.Tensor(conversion.tensors[name])} for name in order], output_path,
+                    conversion.task, conversion.settings, dict(dataclasses.asdict(conversion.config), compute_type=AUTO),
+                    f"converted from {source}")
 
 
 def bert_config_from_fields(source_config, keys, path, **extra):
@@ -414,14 +399,14 @@ def bert_config_from_hf(hf_config, path):
 def hf_task(hf_config):
     """Our task for the config's `architectures` (None: BertModel, BertForPreTraining or unnamed)."""
     architectures = hf_config.get("architectures") or []
-    return next((task for task, (name, _) in HF_TASK_MODELS.items() if name in architectures), None)
+    return next((name for name, task in TASKS.items() if task.hf_class in architectures), None)
 
 
 def hf_num_class(hf_config, tensors, task, path):
     """Number of outputs of the task head: rows of the head's weight, which `id2label` must agree with."""
     if task == "squad":
         return NUM_SPAN_LOGITS
-    architecture, head = HF_TASK_MODELS[task]
+    architecture, head = TASKS[task].hf_class, TASKS[task].hf_head
     weight = next((array for name, array in tensors.items() if normalise_hf_name(name) == f"{head}.weight"), None)
     if weight is None or weight.ndim != 2:
         raise ConversionError(f"{path}: no 2-D {head}.weight, the head of {architecture}")
@@ -466,21 +451,22 @@ def convert_hf(input_dir, output_path):
     except Exception as error:  # safetensors raises its own SafetensorError, not exported
         raise ConversionError(f"{weights_path}: not a readable safetensors file ({error})") from None
     task = hf_task(hf_config)
-    num_class = hf_num_class(hf_config, tensors, task, weights_path) if task else None
-    shapes = parameter_shapes(config, task, num_class)
+    conversion = Conversion(config, {}, task)
+    if task:
+        num_class = hf_num_class(hf_config, tensors, task, weights_path)
+        labels = hf_labels(hf_config, num_class) if TASKS[task].labelled else None
+        conversion.settings = {"num_class": num_class, **({"labels": labels} if labels else {})}
+    shapes = parameter_shapes(config, task, conversion.settings)
 
     weights = {name: array for name, array in tensors.items()
                if normalise_hf_name(name) not in HF_BUFFERS and normalise_hf_name(name) not in HF_TIED}
-    conversion = Conversion(config, {}, task)
-    if task:
-        labels = hf_labels(hf_config, num_class) if task != "squad" else None
-        conversion.settings = {"num_class": num_class, **({"labels": labels} if labels else {})}
     defaults = {}
-    if task in HF_TASKS_WITHOUT_POOLER and not any(normalise_hf_name(name).startswith("pooler.") for name in weights):
+    if task and not TASKS[task].hf_pooler and not any(normalise_hf_name(name).startswith("pooler.")
+                                                      for name in weights):
         # Our task models all hold the pooler; these heads never read it.
         defaults = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()
                     if name.startswith(POOLER_PREFIX)}
-        conversion.notes.append(f"{HF_TASK_MODELS[task][0]} has no pooler: {POOLER_PREFIX}* written as zeros")
+        conversion.notes.append(f"{TASKS[task].hf_class} has no pooler: {POOLER_PREFIX}* written as zeros")
     conversion.tensors = convert_tensors(weights, hf_names(task), shapes, weights_path, "hf",
                                          optional=() if task else pretraining_heads(shapes), defaults=defaults,
                                          other_problems=tied_problems(tensors))
@@ -544,28 +530,16 @@ def convert_google(input_path, output_path, config_file=None):
 
 # ---------------------------------------------------------------- ours -> Hugging Face
 
-def read_model_yaml(path):
-    """(BertConfig, task or None, class labels or None) of a model YAML: the converter's or fine-tuning's
-    <task>.yaml, or a job YAML (its `bert_network` preset amended as training does; default base)."""
-    values = read_yaml(path)
-    values.setdefault("bert_network", "base")
-    fields = resolve_model(values, path)  # a ConfigError names the file and field itself
-    # Only weights are converted, on the host: `compute_type: auto` is built as on a CPU.
-    config = concrete_bert_config(fields, "CPU", path)
-    task = values.get("task")
-    if task is not None and task not in TASK_MODELS:
-        raise ConversionError(f"{path}: task {task!r} is not one of {sorted(TASK_MODELS)}")
-    return config, task, values.get("labels")
-
-
-def export_model(config, saved, task, path):
+def export_model(config: BertConfig, saved: dict, task: str | None, settings: dict,
+                 path: str) -> tuple[str, dict[str, np.ndarray]]:
     """(Hugging Face architecture, {our name: array}) of a checkpoint's model weights, checked against the
-    network of that architecture: the task model, BertPreTraining (any head present) or BertModel."""
+    network of that architecture: the task model (its head as `settings` describe it, sized by the
+    checkpoint's), BertPreTraining (any head present) or BertModel."""
     if task:
         if "dense_1.weight" not in saved:
             raise ConversionError(f"{path}: no task head (dense_1.*) for task {task!r}")
-        net, prefix = TASK_MODELS[task](config, saved["dense_1.weight"].shape[0]), ""
-        architecture = HF_TASK_MODELS[task][0]
+        net = task_model(task, config, dict(settings, num_class=saved["dense_1.weight"].shape[0]))
+        prefix, architecture = "", TASKS[task].hf_class
     elif any(not name.startswith(ENCODER_PREFIX) for name in saved):
         net, prefix, architecture = BertPreTraining(config, is_training=False), "", HF_PRETRAINING
     else:
@@ -580,7 +554,7 @@ def hf_config_for(config, architecture, task=None, num_class=None, labels=None):
     hf_config = {"architectures": [architecture], "model_type": "bert"}
     hf_config.update({key: getattr(config, key) for key in HF_CONFIG_FIELDS})
     hf_config.update(position_embedding_type="absolute", tie_word_embeddings=True)
-    if task in ("classifier", "ner"):
+    if task and TASKS[task].labelled:
         if not (isinstance(labels, list) and len(labels) == num_class):
             labels = [f"LABEL_{i}" for i in range(num_class)]  # Hugging Face's default names
         hf_config["id2label"] = {str(i): str(label) for i, label in enumerate(labels)}
@@ -600,10 +574,12 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
 
     Returns (architecture, {Hugging Face name: array}).
     """
-    model_config = model_config or model_yaml_path(checkpoint_path)
+    model_config = model_config or task_yaml_path(checkpoint_path)
     if not os.path.isfile(model_config):
         raise ConversionError(f"{model_config}: no such file (pass the checkpoint's model YAML with --model_config)")
-    config, recorded_task, labels = read_model_yaml(model_config)
+    recorded = read_task_file(model_config)
+    # Only weights are converted, on the host: `compute_type: auto` is built as on a CPU.
+    config = recorded.bert_config("CPU")
     if config.use_relative_positions:
         raise ConversionError(f"{model_config}: NEZHA (use_relative_positions) export to Hugging Face is not "
                               "supported: transformers has no NEZHA model")
@@ -612,18 +588,18 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
     if any(name.startswith("crf.") for name in saved):
         raise ConversionError(f"{checkpoint_path}: a NER model with a CRF (crf.*) cannot be exported: "
                               "Hugging Face's BertForTokenClassification has no CRF")
-    if task and recorded_task and task != recorded_task:
-        raise ConversionError(f"--task {task}: {model_config} describes a {recorded_task} model")
-    task = task or recorded_task
+    if task and recorded.task and task != recorded.task:
+        raise ConversionError(f"--task {task}: {model_config} describes a {recorded.task} model")
+    task = task or recorded.task
     if "dense_1.weight" in saved and not task:
         raise ConversionError(f"{checkpoint_path}: holds a task head (dense_1.*); name its task with "
-                              f"--task {'|'.join(TASK_MODELS)}")
-    architecture, weights = export_model(config, saved, task, checkpoint_path)
+                              f"--task {'|'.join(TASKS)}")
+    architecture, weights = export_model(config, saved, task, recorded.values, checkpoint_path)
 
     table = hf_names(task)
     tensors = {}
     for name, array in weights.items():
-        if task in HF_TASKS_WITHOUT_POOLER and name.startswith(POOLER_PREFIX):
+        if task and not TASKS[task].hf_pooler and name.startswith(POOLER_PREFIX):
             continue  # Hugging Face's class has no pooler
         theirs = table.theirs(name)
         if architecture != HF_ENCODER and name.startswith(ENCODER_PREFIX):
@@ -634,6 +610,7 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
     os.makedirs(output_dir, exist_ok=True)
     save_safetensors_atomic(tensors, os.path.join(output_dir, HF_WEIGHTS))
     num_class = weights["dense_1.weight"].shape[0] if task else None
+    labels = recorded.values.get("labels")
     write_text_atomic(json.dumps(hf_config_for(config, architecture, task, num_class, labels), indent=2,
                                  ensure_ascii=False) + "\n",
                       os.path.join(output_dir, HF_CONFIG))
@@ -672,7 +649,7 @@ def parse_args(argv):
     parser.add_argument("--config_file", help="google: the bert_config.json (default: the one beside the checkpoint)")
     parser.add_argument("--model_config",
                         help="ms: YAML with the checkpoint's model section (default: the .yaml beside the .ckpt)")
-    parser.add_argument("--task", choices=sorted(TASK_MODELS),
+    parser.add_argument("--task", choices=sorted(TASKS),
                         help="ms: task of a fine-tuned checkpoint (dense_1.*) when its YAML has no `task:`")
     return parser.parse_args(argv)
 
@@ -694,7 +671,7 @@ def main(argv=None):
     task = f", task {conversion.task} with {conversion.settings['num_class']} outputs" if conversion.task else ""
     print(f"wrote {args.output} ({len(conversion.tensors)} tensors, {config.num_hidden_layers} layers, "
           f"hidden {config.hidden_size}{', NEZHA' if config.use_relative_positions else ''}{task}) "
-          f"and {model_yaml_path(args.output)}")
+          f"and {task_yaml_path(args.output)}")
     for note in conversion.notes:
         print(f"note: {note}")
 

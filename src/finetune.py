@@ -1,29 +1,32 @@
 """The fine-tuning job shared by run_classifier.py, run_ner.py and run_squad.py.
 
-    train_task     pretrained encoder -> trained task model -> `<task>.ckpt` (+ `<task>.yaml`)
-    load_task_model  a fine-tuned checkpoint -> a task model ready to predict
+    setup, check_job_inputs  the job's switches, paths and input files, checked before any work
+    train_task     pretrained encoder -> trained task model -> `<task>.ckpt` + `<task>.yaml`
     predict        run a task model over a dataset, collecting inputs and outputs
 
 Training reuses pretraining's pieces unchanged: the one train cell (loss
 scale, clipping, accumulation), the optimizers and learning-rate schedule
 (warmup over `warmup_proportion` of the steps, then polynomial decay) and the
-training loop (progress lines, metrics.jsonl). The result is a weights-only
-checkpoint of the task model plus a YAML file holding its `model:` section, so
-`--model_config=<task>.yaml` rebuilds the same model for evaluation or export.
+training loop (progress lines, metrics.jsonl). What each task trains, and the
+files of the model it leaves (a weights-only checkpoint and a YAML file with
+the task's settings and the `model:` section, so that `--model_config=<task>.yaml`
+rebuilds the same model for evaluation or export), are src/tasks.py's.
 """
 
 import contextlib
 import os
 import sys
 
+from collections.abc import Iterator, Sequence
+
 import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
-import yaml
+from mindspore import nn
 
-from src.bert_model import ENCODER_PREFIX
-from src.checkpoint import CheckpointMismatchError, load_params_into, read_checkpoint, save_checkpoint_atomic
-from src.config import ConfigError
+from src.bert_model import BertConfig
+from src.checkpoint import load_encoder
+from src.config import Config, ConfigError
 from src.dataset import (bucket_length, bucket_lengths, check_task_data, create_dataset, fixed_shapes,
                          pad_rows)
 from src.device import init_device, job_target
@@ -31,6 +34,7 @@ from src.files import finite_json, read_json, write_text_atomic
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
 from src.run_directory import check_not_replacing, hold_directories
+from src.tasks import TASKS, loss_network, read_task_file, save_task_model, task_yaml_path
 from src.tokenization import load_vocab
 from src.training import METRICS_FILE, TrainingPlan, build_train_cell, train
 
@@ -39,7 +43,7 @@ LOSS_PLOT = "loss.png"
 
 
 @contextlib.contextmanager
-def setup(cfg, config, task_name):
+def setup(cfg: Config, config: BertConfig, task_name: str) -> Iterator[None]:
     """Check the job's switches and paths, set the device (for `config`, the job's BertConfig) and seeds,
     then hold the job's output directories while the block runs (src/run_directory.py: writable, locked,
     no previous results replaced without --overwrite); all before any data is read, so that an unwritable
@@ -70,14 +74,14 @@ def setup(cfg, config, task_name):
         yield
 
 
-def model_directory(cfg):
+def model_directory(cfg: Config) -> tuple[str, str]:
     """(directory, flag) where training saves `<task>.ckpt` and `<task>.yaml`."""
     if cfg.save_finetune_checkpoint_path:
         return cfg.save_finetune_checkpoint_path, "save_finetune_checkpoint_path"
     return cfg.output_dir, "output_dir"
 
 
-def previous_outputs(cfg, task_name):
+def previous_outputs(cfg: Config, task_name: str) -> list[tuple[str, str]]:
     """(path, flag) of the results this run writes that a previous run may have left: the training's
     metrics and model, the evaluation's results."""
     outputs = []
@@ -90,27 +94,15 @@ def previous_outputs(cfg, task_name):
     return outputs
 
 
-def load_pretrained_encoder(network, path):
-    """Initialise the encoder (`bert.*`) of a task network from a pretraining, converted or fine-tuned
-    checkpoint; the task head keeps its random initialisation. Every encoder parameter must be there
-    with the same shape (a different vocabulary or architecture fails with the list of differences)."""
-    saved = read_checkpoint(path)
-    encoder = {param.name: param for param in network.get_parameters() if param.name.startswith(ENCODER_PREFIX)}
-    saved = {name: value for name, value in saved.items() if name.startswith(ENCODER_PREFIX)}
-    if not saved:
-        raise CheckpointMismatchError(f"--load_pretrain_checkpoint_path {path}: no encoder parameters "
-                                      f"({ENCODER_PREFIX}*) in it")
-    heads = {param.name: param for param in network.get_parameters() if param.name not in encoder}
-    load_params_into(network, {**saved, **heads}, path)
+def train_task(cfg: Config, config: BertConfig, task_name: str, task_settings: dict) -> str:
+    """Fine-tune `task_name`'s loss network (src.tasks.loss_network, its head sized by `task_settings`)
+    on the training data, starting from the encoder of --load_pretrain_checkpoint_path.
 
-
-def train_task(cfg, config, network, columns, task_name, task_settings):
-    """Fine-tune `network` (a loss network of src/bert_for_finetune.py) on the training data.
-
-    `task_settings` (e.g. num_class, labels) are saved with the model for prediction.
-    Returns the path of the saved task-model checkpoint.
+    `task_settings` (src.tasks.recorded_settings: num_class, labels, ...) are saved with the model
+    for prediction. Returns the path of the saved task-model checkpoint.
     """
-    dataset = create_dataset(cfg.train_data_file_path, columns, cfg.train_batch_size,
+    network = loss_network(task_name, config, task_settings)
+    dataset = create_dataset(cfg.train_data_file_path, TASKS[task_name].training_columns, cfg.train_batch_size,
                              do_shuffle=cfg.train_data_shuffle, schema_dir=cfg.schema_file_path,
                              dataset_format=cfg.dataset_format, seq_length=config.seq_length,
                              bucket_list=cfg.bucket_list)
@@ -120,15 +112,13 @@ def train_task(cfg, config, network, columns, task_name, task_settings):
                           f"do not make one step of {cfg.accumulation_steps} micro-batches")
     total_steps = cfg.epoch_num * steps_per_epoch
     if cfg.load_pretrain_checkpoint_path:
-        load_pretrained_encoder(network, cfg.load_pretrain_checkpoint_path)
+        # The task head keeps its random initialisation.
+        load_encoder(network, cfg.load_pretrain_checkpoint_path, "--load_pretrain_checkpoint_path")
     else:
         print("warning: no --load_pretrain_checkpoint_path: the encoder starts from random weights")
-    try:
-        optimizer = build_optimizer(cfg, network.trainable_params(), total_steps, job_target(cfg),
-                                    warmup_steps=int(cfg.warmup_proportion * total_steps))
-        train_cell = build_train_cell(network, optimizer, cfg)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    optimizer = build_optimizer(cfg, network.trainable_params(), total_steps, job_target(cfg),
+                                warmup_steps=int(cfg.warmup_proportion * total_steps))
+    train_cell = build_train_cell(network, optimizer, cfg)
     plan = TrainingPlan(total_steps=total_steps, micro_batches_per_step=cfg.accumulation_steps,
                         samples_per_micro_batch=cfg.train_batch_size, steps_per_epoch=steps_per_epoch,
                         log_every_steps=cfg.log_every_steps, save_checkpoint_steps=0, save_checkpoint_num=1,
@@ -137,38 +127,15 @@ def train_task(cfg, config, network, columns, task_name, task_settings):
     train(train_cell, dataset, plan)
     plot_training(os.path.join(cfg.output_dir, METRICS_FILE), os.path.join(cfg.output_dir, LOSS_PLOT),
                   f"{task_name} fine-tuning")
-    return save_task_model(cfg, network, task_name, task_settings)
-
-
-def save_task_model(cfg, network, task_name, task_settings):
-    """`<save dir>/<task>.ckpt` (weights only) and `<task>.yaml`: the task, its settings and its
-    `model:` section (so `--model_config=<task>.yaml` and predict.py rebuild the same model). The section is
-    the model as the user described it: `compute_type: auto` stays auto, so that the device that loads it
-    picks its precision (a model fine-tuned in float16 on a GPU predicts in float32 on a CPU)."""
     path = os.path.join(model_directory(cfg)[0], f"{task_name}.ckpt")
-    save_checkpoint_atomic(network, path)
-    description = yaml.safe_dump({"task": task_name, **task_settings, "model": cfg.model.to_dict()},
-                                 sort_keys=False, allow_unicode=True)
-    write_text_atomic(f"# model of {os.path.basename(path)}; use with --model_config\n" + description,
-                      os.path.splitext(path)[0] + ".yaml")
+    # The model section as the user described it: `compute_type: auto` stays auto, so that the device that
+    # loads it picks its precision (a model fine-tuned in float16 on a GPU predicts in float32 on a CPU).
+    save_task_model(network, path, task_name, task_settings, cfg.model.to_dict(), "fine-tuned")
     print(f"saved the fine-tuned model to {path}")
     return path
 
 
-def load_task_model(model, path):
-    """Load a fine-tuned checkpoint into a task model; names and shapes must match exactly
-    (a checkpoint of another task or size fails with the list of differences)."""
-    load_params_into(model, read_checkpoint(path), path)
-    model.set_train(False)
-    return model
-
-
-def task_yaml_path(checkpoint):
-    """The `<task>.yaml` that fine-tuning writes next to `<task>.ckpt`."""
-    return os.path.splitext(checkpoint)[0] + ".yaml"
-
-
-def check_fine_tuned(checkpoint, task, label_map=None, label_file=""):
+def check_fine_tuned(checkpoint: str, task: str, label_map: dict | None = None, label_file: str = "") -> None:
     """Before evaluating the fine-tuned `checkpoint`: the `<task>.yaml` saved with it must describe `task`,
     and `label_map` ({label: id}, read from `label_file`) must give every id the label the model learnt,
     or its predictions would be scored and written under other names. Without the YAML nothing is checked."""
@@ -176,27 +143,22 @@ def check_fine_tuned(checkpoint, task, label_map=None, label_file=""):
     if not os.path.isfile(path):
         print(f"note: no {path} next to the checkpoint: its task and labels are not checked")
         return
-    try:
-        with open(path, encoding="utf-8") as f:
-            saved = yaml.safe_load(f)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: not the <task>.yaml of a fine-tuned model ({error})") from None
-    saved = saved if isinstance(saved, dict) else {}
-    if saved.get("task") not in (None, task):  # None: a file that does not say (a converted encoder)
+    saved = read_task_file(path)
+    if saved.task not in (None, task):  # None: a file that does not say (a converted encoder)
         raise ConfigError(f"--load_finetune_checkpoint_path {checkpoint}: {path} describes a "
-                          f"{saved.get('task')!r} model, not {task!r}")
-    if label_map is not None and saved.get("labels") is not None:
-        check_saved_labels(sorted(label_map, key=label_map.get), saved["labels"],
+                          f"{saved.task!r} model, not {task!r}")
+    if label_map is not None and saved.values.get("labels") is not None:
+        check_saved_labels(sorted(label_map, key=label_map.get), saved.values["labels"],
                            f"--label2id_file_path {label_file} disagrees with the labels saved in {path}")
 
 
-def unnamed_labels(count):
+def unnamed_labels(count: int) -> tuple[list[str], list[str]]:
     """The label lists that name no class: the ids as strings (a classifier fine-tuned without
     label2id_file_path) and Hugging Face's defaults (an imported model whose config.json names none)."""
     return [str(index) for index in range(count)], [f"LABEL_{index}" for index in range(count)]
 
 
-def check_saved_labels(labels, saved_labels, where):
+def check_saved_labels(labels: list[str], saved_labels: object, where: str) -> None:
     """`labels` (in id order) must be the `saved_labels` of a fine-tuned model; `where` opens the error."""
     if not isinstance(saved_labels, list):
         raise ConfigError(f"{where}: the saved labels are not a list")
@@ -214,7 +176,7 @@ def check_saved_labels(labels, saved_labels, where):
 EMBEDDING_PADDING_ROWS = 128
 
 
-def check_vocabulary(vocab, vocab_file, vocab_size, flag):
+def check_vocabulary(vocab: dict[str, int], vocab_file: str, vocab_size: int, flag: str) -> None:
     """A vocabulary ({token: id}, its specials checked by `load_vocab`) must fit the model's `vocab_size`
     embedding rows: a larger one is another vocabulary, whose ids name other tokens or no row at all.
     A much smaller one is a warning (padding rows are normal)."""
@@ -226,14 +188,16 @@ def check_vocabulary(vocab, vocab_file, vocab_size, flag):
               "(vocab_size): is it the vocabulary the model was trained with?", file=sys.stderr)
 
 
-def warn_truncated(count, max_tokens):
+def warn_truncated(count: int, max_tokens: int) -> None:
     """The one warning for inputs cut to the model's sequence, on stderr (stdout may carry results)."""
     if count:
         print(f"warning: {count} inputs longer than {max_tokens} tokens were truncated", file=sys.stderr)
 
 
-def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segment_ids"), bucket_list=(),
-            token_outputs=False, fixed_shape=None):
+def predict(predictor: nn.Cell, dataset: ds.Dataset,
+            input_columns: Sequence[str] = ("input_ids", "input_mask", "segment_ids"),
+            bucket_list: Sequence[int] = (), token_outputs: bool = False,
+            fixed_shape: bool | None = None) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     """Run `predictor` over every row of `dataset`; returns ({column: all rows}, [output arrays, all rows]),
     both in the dataset's row order.
 
@@ -269,7 +233,7 @@ def predict(predictor, dataset, input_columns=("input_ids", "input_mask", "segme
     return columns, [in_order(np.concatenate(values), order) for values in zip(*outputs)]
 
 
-def read_rows(dataset):
+def read_rows(dataset: ds.Dataset) -> dict[str, np.ndarray]:
     """{column: every row of the batched `dataset`, [N, ...]}, in its order."""
     batches = list(dataset.create_dict_iterator(num_epochs=1, output_numpy=True))
     if not batches:
@@ -277,7 +241,8 @@ def read_rows(dataset):
     return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
 
 
-def batch_plan(input_mask, batch_size, buckets):
+def batch_plan(input_mask: np.ndarray, batch_size: int,
+               buckets: Sequence[int]) -> list[tuple[np.ndarray, int]]:
     """[(row indices, length)]: the rows of `input_mask` (int [N, S]) sorted by real length, in batches of
     `batch_size`, each with the shortest of `buckets` (sorted, the last seq_length) that holds its rows."""
     order = np.argsort(input_mask.sum(axis=1), kind="stable")
@@ -285,7 +250,7 @@ def batch_plan(input_mask, batch_size, buckets):
             for rows in np.split(order, range(batch_size, len(order), batch_size))]
 
 
-def to_length(values, seq_length):
+def to_length(values: np.ndarray, seq_length: int) -> np.ndarray:
     """Per-token values [B, L, ...] padded to [B, seq_length, ...]: integers (tags) with 0, what the task
     models give at padding; floats (SQuAD's logits) with the lowest float, so that a position the
     batch did not compute never ranks above a computed one."""
@@ -294,21 +259,22 @@ def to_length(values, seq_length):
     return np.pad(values, widths, constant_values=fill)
 
 
-def in_order(values, order):
+def in_order(values: np.ndarray, order: np.ndarray) -> np.ndarray:
     """`values` [N, ...] of rows `order` (a permutation), put back in row order."""
     restored = np.empty_like(values)
     restored[order] = values
     return restored
 
 
-def eval_dataset(cfg, config, columns):
-    """The evaluation data, in file order unless `eval_data_shuffle`, every row kept, padded to seq_length
-    (`predict` sorts the rows by length and cuts its batches to `bucket_list`)."""
-    return create_dataset(cfg.eval_data_file_path, columns, cfg.eval_batch_size, do_shuffle=cfg.eval_data_shuffle,
-                          dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)
+def eval_dataset(cfg: Config, config: BertConfig, task_name: str) -> ds.Dataset:
+    """`task_name`'s evaluation data, in file order unless `eval_data_shuffle`, every row kept, padded to
+    seq_length (`predict` sorts the rows by length and cuts its batches to `bucket_list`)."""
+    return create_dataset(cfg.eval_data_file_path, TASKS[task_name].evaluation_columns, cfg.eval_batch_size,
+                          do_shuffle=cfg.eval_data_shuffle, dataset_format=cfg.dataset_format,
+                          seq_length=config.seq_length, drop_remainder=False)
 
 
-def read_label_map(path, num_class):
+def read_label_map(path: str, num_class: int) -> dict[str, int]:
     """{label: id} from a label2id.json; its size must equal `num_class`."""
     label_map = read_json(path, "--label2id_file_path")
     if sorted(label_map.values()) != list(range(len(label_map))):
@@ -318,12 +284,8 @@ def read_label_map(path, num_class):
     return label_map
 
 
-# The data each task name reads, in training and in evaluation (as src.dataset.task_columns names it).
-DATA_TASKS = {"classifier": ("classifier", "classifier"), "ner": ("ner", "ner"),
-              "squad": ("squad training", "squad evaluation")}
-
-
-def check_job_inputs(cfg, config, task_name, label_map=None, eval_records=True):
+def check_job_inputs(cfg: Config, config: BertConfig, task_name: str, label_map: dict | None = None,
+                     eval_records: bool = True) -> None:
     """A fine-tuning job's files against each other and the model, cheapest first: the vocabulary's size
     (`check_vocabulary`, when the job is given one), the fine-tuned model's task and labels when it only
     evaluates (`check_fine_tuned`), then every data row (`check_job_data`)."""
@@ -336,24 +298,25 @@ def check_job_inputs(cfg, config, task_name, label_map=None, eval_records=True):
     check_job_data(cfg, config, task_name, eval_records)
 
 
-def check_job_data(cfg, config, task_name, eval_records=True):
+def check_job_data(cfg: Config, config: BertConfig, task_name: str, eval_records: bool = True) -> None:
     """Every row of the job's training and (with `eval_records`) evaluation records must fit the task and
     the model (src.dataset.task_columns): damaged files, another task's data, ids beyond model.vocab_size
     or labels beyond --num_class stop the job in one line here, before any model is built."""
-    training, evaluation = DATA_TASKS[task_name]
+    task = TASKS[task_name]
     if cfg.do_train:
-        check_task_data(cfg.train_data_file_path, cfg.dataset_format, training, config, cfg.num_class)
+        check_task_data(cfg.train_data_file_path, cfg.dataset_format, task.training_data, config, cfg.num_class)
     if cfg.do_eval and eval_records:
-        check_task_data(cfg.eval_data_file_path, cfg.dataset_format, evaluation, config, cfg.num_class)
+        check_task_data(cfg.eval_data_file_path, cfg.dataset_format, task.evaluation_data, config, cfg.num_class)
 
 
-def save_results(cfg, results):
+def save_results(cfg: Config, results: dict) -> None:
+    """`results` as <output_dir>/eval_results.json, written whole (finite numbers only)."""
     path = os.path.join(cfg.output_dir, RESULTS_FILE)
     write_text_atomic(finite_json(results, path, indent=2, ensure_ascii=False) + "\n", path)
     print(f"results written to {path}")
 
 
-def rows_dataset(rows, columns, batch_size):
+def rows_dataset(rows: list[dict[str, np.ndarray]], columns: Sequence[str], batch_size: int) -> ds.Dataset:
     """A batched dataset of in-memory rows ({column: array}), in order, every row kept."""
     data = {name: np.stack([row[name] for row in rows]).astype(np.int32) for name in columns}
     dataset = ds.NumpySlicesDataset(data, column_names=list(columns), shuffle=False)

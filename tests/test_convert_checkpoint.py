@@ -23,9 +23,9 @@ from src.config import bert_config, load_config
 from src.convert_checkpoint import bert_config_from_google
 from src.convert_checkpoint import main as convert_main
 from src.create_finetune_data import main as finetune_data_main
-from src.finetune import load_task_model
 from src.staging import OutputError
 from src.task_models import BertCLSModel, BertNERModel, BertSquadModel, TaskPredictor
+from src.tasks import load_task_model
 from src.train_cell import BertTrainOneStepCell
 from tests import numpy_bert
 from tests.helpers import random_inputs, randomize_parameters, run, tiny_config

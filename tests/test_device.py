@@ -14,8 +14,8 @@ from src.config import Config, ConfigError, bert_config, concrete_bert_config, l
 from src.device import (DeviceError, RunSetup, allreduce_split_points, choose_device_id, compute_type_for,
                         describe_setup, detected_targets, init_device, launcher_device_id, resolve_target,
                         set_allreduce_split, training_choices, usable_targets)
-from src.finetune import save_task_model
 from src.task_models import BertCLS
+from src.tasks import save_task_model, task_yaml_path
 from tests.helpers import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,9 +130,10 @@ def test_auto_is_the_default_kept_in_the_config_and_resolved_in_the_model():
 def test_a_fine_tuned_model_keeps_auto_and_each_device_resolves_it(tmp_path):
     cfg = load_config(os.path.join(REPO, "task_classifier_config.yaml"),
                       ["--bert_network=tiny", "--model.seq_length=8", f"--output_dir={tmp_path}"])
-    path = save_task_model(cfg, BertCLS(bert_config(cfg), False, 2), "classifier",
-                           {"num_class": 2, "labels": ["0", "1"], "do_lower_case": True})  # as run_classifier saves
-    yaml_path = path[:-len(".ckpt")] + ".yaml"
+    path = str(tmp_path / "classifier.ckpt")
+    save_task_model(BertCLS(bert_config(cfg), False, 2), path, "classifier",  # as run_classifier saves
+                    {"num_class": 2, "labels": ["0", "1"], "do_lower_case": True}, cfg.model.to_dict(), "fine-tuned")
+    yaml_path = task_yaml_path(path)
     assert yaml.safe_load(open(yaml_path, encoding="utf-8"))["model"]["compute_type"] == "auto"
     # Fine-tuned in float16 on a GPU, predicted in float32 on a CPU: each reader resolves auto for itself.
     assert read_task_config(yaml_path, "classifier", "GPU")[0].compute_type == "float16"

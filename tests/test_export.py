@@ -11,10 +11,9 @@ import export
 from src.bert_for_pre_training import BertPreTraining
 from src.bert_model import BertModel
 from src.checkpoint import load_checkpoint_into, save_checkpoint_atomic
-from src.config import Config
 from src.export_model import load_exported
-from src.finetune import load_task_model, save_task_model
 from src.task_models import BertCLS, BertCLSModel, BertNER, BertNERModel, BertSquad, BertSquadModel, TaskPredictor
+from src.tasks import load_task_model, save_task_model, task_yaml_path
 from tests.helpers import random_inputs, randomize_parameters, tiny_config
 
 NUM_CLASSES = 3
@@ -39,10 +38,9 @@ def save_pretraining_checkpoint(config, path):
 def save_fine_tuned(network, config, directory, task_name, **settings):
     """<task>.ckpt and <task>.yaml as fine-tuning writes them (from the loss network)."""
     randomize_parameters(network)
-    cfg = Config({"save_finetune_checkpoint_path": str(directory), "output_dir": str(directory),
-                  "model": dataclasses.asdict(config)})
-    checkpoint = save_task_model(cfg, network, task_name, settings)
-    return checkpoint, checkpoint[:-len(".ckpt")] + ".yaml"
+    checkpoint = str(directory / f"{task_name}.ckpt")
+    save_task_model(network, checkpoint, task_name, settings, dataclasses.asdict(config), "fine-tuned")
+    return checkpoint, task_yaml_path(checkpoint)
 
 
 def live_model(case, config, checkpoint):

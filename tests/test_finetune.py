@@ -12,9 +12,8 @@ import run_classifier
 import run_ner
 import run_squad
 from src.bert_for_pre_training import BertPreTraining
-from src.checkpoint import CheckpointMismatchError, save_checkpoint_atomic
+from src.checkpoint import CheckpointMismatchError, load_encoder, save_checkpoint_atomic
 from src.create_finetune_data import main as convert_main
-from src.finetune import load_pretrained_encoder
 from src.task_models import BertCLS, BertCLSModel, BertNER, BertNERModel, BertSquad, TaskPredictor
 from tests.helpers import random_inputs, randomize_parameters, tiny_config
 from tests.test_create_finetune_data import CHINESE, FIXTURES, UNCASED
@@ -120,7 +119,7 @@ def test_pretrained_encoder_loads_and_the_head_keeps_its_initialisation(tmp_path
     save_checkpoint_atomic(pretrained, str(tmp_path / "pretrained.ckpt"))
     network = BertCLS(config, True, 3)
     head_before = network.model.dense_1.weight.asnumpy().copy()
-    load_pretrained_encoder(network, str(tmp_path / "pretrained.ckpt"))
+    load_encoder(network, str(tmp_path / "pretrained.ckpt"))
     for param in network.get_parameters():
         if param.name.startswith("bert."):
             np.testing.assert_array_equal(param.asnumpy(), saved[param.name])
@@ -130,7 +129,7 @@ def test_pretrained_encoder_loads_and_the_head_keeps_its_initialisation(tmp_path
 def test_pretrained_checkpoint_of_another_vocabulary_fails_naming_the_shapes(tmp_path):
     save_checkpoint_atomic(BertPreTraining(tiny_config(vocab_size=60), True), str(tmp_path / "other.ckpt"))
     with pytest.raises(CheckpointMismatchError, match=r"embedding_table: checkpoint \(60, 64\), network \(50, 64\)"):
-        load_pretrained_encoder(BertCLS(tiny_config(), True, 3), str(tmp_path / "other.ckpt"))
+        load_encoder(BertCLS(tiny_config(), True, 3), str(tmp_path / "other.ckpt"))
 
 
 # ---------------------------------------------------------------- end to end
