@@ -14,9 +14,14 @@ Shape letters used in comments:
     R relative-position table rows (2 * max_relative_position + 1).
 
 Parameter names follow the MindSpore model zoo's BERT (`bert_embedding_lookup`,
-`bert_encoder.layers.0.attention.attention.query_layer`, ...), so checkpoints
-trained with the zoo's BERT or NEZHA load into this model unchanged. Where that
-makes an attribute name look odd, a comment says so.
+`bert_encoder.layers.0.attention.attention.query_layer`, ...). Checkpoint keys
+come from attribute names (class names play no part), and where the zoo's name
+makes an attribute look odd, a comment says so. A checkpoint of the zoo's BERT
+or NEZHA therefore loads into this model once the zoo's outer name prefix is
+taken off (`src.checkpoint.load_checkpoint_into(net, path, prefix=...)`); the
+absolute-position table the zoo's NEZHA stores but never uses is dropped on
+load (`src.checkpoint.ZOO_UNUSED_PARAMETER`), and the zoo's learned
+relative-position tables need `relative_position_type: learned`.
 
 A few operations have two kernel forms, one for CPU and one for Ascend/GPU
 (LayerNorm and Dense while training, the pooler's tanh), and on CPU the
@@ -283,7 +288,8 @@ def tanh(x):
 class EmbeddingPostprocessor(nn.Cell):
     """Adds token-type and (BERT only) absolute position embeddings, then LayerNorm and dropout.
 
-    (The name is the model zoo's, kept for checkpoint compatibility.)
+    (The class name is the model zoo's; the checkpoint keys come from the attribute that holds it,
+    `bert_embedding_postprocessor`.)
 
     Args:
         config (BertConfig): sizes, dropout, initializer range.
@@ -476,7 +482,8 @@ class BertSelfAttention(nn.Cell):
     """Self-attention sub-layer: attention, then output projection + residual + LayerNorm.
 
     (Hugging Face calls this sub-layer BertAttention and the core BertSelfAttention;
-    the names here are the model zoo's, whose checkpoint keys they produce.)
+    the class names here are the model zoo's. Checkpoint keys come from the
+    attributes, as the zoo's: `attention.attention.query_layer`, `attention.output.dense`.)
 
     Args and inputs as `BertAttention`; the output is float32 [B, S, D].
     """

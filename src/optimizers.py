@@ -8,22 +8,20 @@ Google BERT: the learning rate warms up linearly and then decays polynomially
 
 MindSpore 2.10 marks `nn.Lamb`, `nn.AdamWeightDecay` and `nn.Momentum`
 deprecated ("will be removed after version 2.9.0"). What is used instead, per
-optimizer, with the step times measured on a 2-core x86 CPU (MindSpore 2.10,
-graph mode, the `small` preset's 8.9M parameters, optimizer step alone,
-median of 30 alternated calls):
+optimizer (bench/README.md has the step times behind these choices):
 
   AdamWeightDecay  `AdamWeightDecay` below, on every target: our class over
                    the public fused `ops.AdamWeightDecay` kernel, which
-                   `nn.AdamWeightDecay` also runs (36.7 ms vs its 32.2 ms,
-                   under 0.5% of a ~1 s train step). The same update written
-                   with elementwise operators took 63.2 ms.
+                   `nn.AdamWeightDecay` also runs: about as fast, and
+                   faster than the same update written with elementwise
+                   operators.
   Lamb             `ComposedLamb` on CPU, where `nn.Lamb` has no kernel
-                   (149.9 ms with `ops.norm`; its norms by row sums first
-                   were 1.5x faster in an A/B run, still ~4x the fused
-                   AdamWeightDecay); `nn.Lamb`'s fused kernel on Ascend
-                   and GPU, where the composed form could not be timed here
-                   and would add a dozen elementwise passes per parameter.
-                   This is why requirements.txt pins mindspore==2.10.0.
+                   (its norms by row sums first, `sum_of_squares`); it is
+                   several times slower than the fused AdamWeightDecay.
+                   `nn.Lamb`'s fused kernel on Ascend and GPU, where the
+                   composed form would add a dozen elementwise passes per
+                   parameter. This is why requirements.txt pins
+                   mindspore==2.10.0.
   Momentum         `nn.SGD` with momentum (not deprecated): the same update.
 """
 

@@ -40,8 +40,8 @@ def overflow_check_for(device_target):
 
 
 def sum_of_squares(grad):
-    """Sum of the squared entries. A matrix is summed by rows first: MindSpore 2.10's CPU kernel for a
-    full reduction is ~8x slower than per-row sums (17.7 vs 2.1 ms on a [4096, 1024] gradient)."""
+    """Sum of the squared entries. A matrix is summed by rows first: MindSpore's CPU kernel for a full
+    reduction is several times slower than per-row sums (bench/README.md has the figures)."""
     squares = ops.square(grad.astype(ms.float32))
     if grad.ndim > 1:
         squares = squares.reshape(grad.shape[0], -1).sum(-1)
@@ -80,9 +80,9 @@ class BertTrainOneStepCell(nn.Cell):
          or each tensor's norm (the zoo's `enable_global_norm: false`);
       6. apply the optimizer unless overflow: a bad step is skipped, not taken.
 
-    On CPU steps 4-5 read every gradient once (sum of squares) and write it
-    once: separate unscale, finiteness and clipping passes cost ~6% of a
-    fine-tuning step there.
+    Steps 4-5 read every gradient once (sum of squares) and write it once,
+    instead of a pass each for unscaling, finiteness and clipping, which cost
+    a measurable share of a CPU fine-tuning step (bench/README.md).
 
     Args:
         network (nn.Cell): returns a scalar loss from the batch columns.

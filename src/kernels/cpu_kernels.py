@@ -24,11 +24,10 @@ one would crash on another with an illegal instruction. Instead each kernel
 is compiled for AVX-512, AVX2 and baseline x86-64 and the loader picks what
 the CPU runs (`CPU_VERSIONS` in aot_params.h).
 
-The kernels are single-threaded: in a classifier `small` train step (batch
-32, seq 128: LayerNorm on [4096, 256], GELU on [4096, 1024]) all of their
-calls together take ~14 ms (AVX-512) of a step of ~400 ms on 2 cores, so a
-second thread could save at most ~7 ms, under 2%: less than the step's
-run-to-run spread, and not worth a thread pool beside MindSpore's.
+The kernels are single-threaded: all of their calls together are a small
+share of a train step (bench/README.md has the figures), so a second thread
+would save less than the step's run-to-run spread; not worth a thread pool
+beside MindSpore's.
 """
 
 import functools
