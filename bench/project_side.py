@@ -18,6 +18,8 @@ from bench.common import (CHINESE_VOCAB, CLEAN_ENV, ENGLISH_VOCAB, GEMM_REPEATS,
                           REPO, LengthCase, ModelCase, length_rows, median_seconds, megabytes, model_inputs,
                           our_tokenizer, package_version, pass_rate, token_ids, vocab_size_of)
 from src.columns import MODEL_INPUTS, column_names
+from src.featurization import encode, pad
+from src.records import write_tfrecord
 
 DEVICE_TARGET = "CPU"
 CLASSIFIER_CLASSES = 15        # CLUE TNEWS
@@ -193,21 +195,14 @@ def ms_model_step(case, cfg, repeats):
     return {"seconds": seconds, "times": times, "skipped_steps": sum(overflows)}
 
 
-def write_length_rows(case, rows, path):
-    """`rows` (common.length_rows) as src.create_finetune_data writes them: int64 columns padded to
-    seq_length, label_ids [1] (classifier) or one per token (ner)."""
-    import numpy as np
-    from src.records import write_tfrecord
+def write_length_rows(case: LengthCase, rows: list, path: str) -> None:
+    """`rows` (common.length_rows) as src.create_finetune_data writes them (src.featurization's padding):
+    int64 columns padded to seq_length, label_ids [1] (classifier) or one per token (ner)."""
+    def row(ids, labels):
+        label_ids = pad(labels, case.seq_length) if case.task == "ner" else pad([labels], 1)
+        return {**encode(ids, case.seq_length), "label_ids": label_ids}
 
-    def padded(values):
-        array = np.zeros(case.seq_length, np.int64)
-        array[:len(values)] = values
-        return array
-
-    write_tfrecord(path, ({"input_ids": padded(ids), "input_mask": padded([1] * len(ids)),
-                           "segment_ids": np.zeros(case.seq_length, np.int64),
-                           "label_ids": padded(labels) if case.task == "ner" else np.array([labels], np.int64)}
-                          for ids, labels in rows))
+    write_tfrecord(path, (row(ids, labels) for ids, labels in rows))
 
 
 def ms_length_passes(case, cfg, repeats):

@@ -40,15 +40,17 @@ nothing new. An input file that the run would replace is refused before any
 work, and no split is ever written empty.
 """
 
+import argparse
 import json
 import os
 import random
 import sys
+from collections.abc import Iterable
 
 from src.columns import column_types
 from src.config import bool_flag, command_parser
 from src.errors import DataError, exit_on_user_error
-from src.featurization import READERS, SPECIAL_TOKENS_PER_TEXT, Problems, RowBuilder, build_label_map
+from src.featurization import READERS, SPECIAL_TOKENS_PER_TEXT, Example, Problems, Row, RowBuilder, build_label_map
 from src.files import read_json
 from src.ner_tagging import SCHEMES
 from src.records import schema_json, write_mindrecord, write_tfrecord
@@ -65,7 +67,7 @@ MESSAGES_SHOWN = 10
 
 # ---------------------------------------------------------------- splitting and writing
 
-def split_examples(examples, dev_fraction, seed):
+def split_examples(examples: list[Example], dev_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """(train, dev): a seeded random `dev_fraction` of the examples, both in input order."""
     if not dev_fraction:
         return examples, []
@@ -79,20 +81,20 @@ def split_examples(examples, dev_fraction, seed):
             [e for i, e in enumerate(examples) if i in dev_indices])
 
 
-def records_name(split, output_format):
+def records_name(split: str, output_format: str) -> str:
     return f"{split}.{EXTENSIONS[output_format]}"
 
 
-def schema_name(split):
+def schema_name(split: str) -> str:
     return f"{split}_schema.json"
 
 
-def raw_name(split, task):
+def raw_name(split: str, task: str) -> str:
     """The split's input records, in the input's own format."""
     return f"{split}.{'tsv' if task == 'cola' else 'json'}"
 
 
-def output_names(args):
+def output_names(args: argparse.Namespace) -> list[str]:
     """Names (fnmatch patterns) of every file a run with `args` writes into --output_dir."""
     splits = ("train", "dev") if args.dev_fraction else (args.split,)
     names = [STATS_NAME] + ([] if args.task == "squad" else [LABEL_MAP_NAME])
@@ -102,9 +104,11 @@ def output_names(args):
     return names
 
 
-def write_rows(output_dir, split, rows, columns, output_format, source):
+def write_rows(output_dir: str, split: str, rows: Iterable[Row], columns: dict[str, tuple[str, int]],
+               output_format: str, source: str) -> int:
     """Write `rows` (any iterable: TFRecords are written as they come) of `columns` ({name: (dtype, length)})
-    and the split's schema; returns the number of rows. No rows: DataError naming `source` (an empty file would only fail later)."""
+    and the split's schema; returns the number of rows. No rows: DataError naming `source` (an empty file
+    would only fail later)."""
     path = os.path.join(output_dir, records_name(split, output_format))
     counted = CountingIterator(rows)
     if output_format == "tfrecord":
@@ -120,7 +124,7 @@ def write_rows(output_dir, split, rows, columns, output_format, source):
 class CountingIterator:
     """Iterates over `items`, counting them (a generator of rows has no len)."""
 
-    def __init__(self, items):
+    def __init__(self, items: Iterable):
         self.items, self.count = iter(items), 0
 
     def __iter__(self):
@@ -129,18 +133,18 @@ class CountingIterator:
             yield item
 
 
-def write_json(value, path):
+def write_json(value: object, path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=2, ensure_ascii=False)
         f.write("\n")
 
 
-def write_raw(output_dir, split, examples, task):
+def write_raw(output_dir: str, split: str, examples: list[Example], task: str) -> None:
     with open(os.path.join(output_dir, raw_name(split, task)), "w", encoding="utf-8") as f:
         f.writelines(example.raw + "\n" for example in examples)
 
 
-def convert_labelled_task(args, output_dir, problems):
+def convert_labelled_task(args: argparse.Namespace, output_dir: str, problems: Problems) -> dict:
     """tnews, cola, cluener: read, split, label-map, write into `output_dir`; returns the stats dict."""
     examples = READERS[args.task](args.input_file, problems)
     if not examples:
@@ -166,7 +170,7 @@ def convert_labelled_task(args, output_dir, problems):
     return stats
 
 
-def convert_squad_task(args, output_dir, problems):
+def convert_squad_task(args: argparse.Namespace, output_dir: str, problems: Problems) -> dict:
     """squad: split by article (with --dev_fraction), then training features for `train`,
     evaluation features (with unique_ids) for `dev`, written into `output_dir`; returns the stats dict."""
     from src import squad
@@ -188,7 +192,7 @@ def convert_squad_task(args, output_dir, problems):
     return stats
 
 
-def split_squad_file(path, output_dir, dev_fraction, seed):
+def split_squad_file(path: str, output_dir: str, dev_fraction: float, seed: int) -> dict[str, str]:
     """Write train.json and dev.json (SQuAD format) holding a seeded random `dev_fraction` of the
     articles in dev.json (at least one); returns {split: path}."""
     dataset = read_json(path)
@@ -210,7 +214,7 @@ def split_squad_file(path, output_dir, dev_fraction, seed):
 
 # ---------------------------------------------------------------- command line
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = command_parser(__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, choices=TASKS, help="input format")
     parser.add_argument("--input_file", required=True, help="the task's data file, as distributed")
@@ -241,7 +245,7 @@ def parse_args(argv):
     return args
 
 
-def check_args(args):
+def check_args(args: argparse.Namespace) -> None:
     if not 0.0 <= args.dev_fraction < 1.0:
         raise DataError(f"--dev_fraction: expected a fraction in [0, 1), got {args.dev_fraction}")
     if args.max_seq_length <= SPECIAL_TOKENS_PER_TEXT:
@@ -255,7 +259,7 @@ def check_args(args):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     check_args(args)
     problems = Problems(args.on_error)
@@ -268,7 +272,7 @@ def main(argv=None):
     return stats
 
 
-def report(args, stats, problems):
+def report(args: argparse.Namespace, stats: dict, problems: Problems) -> None:
     """What was written (printed once it is in place), skipped records, warnings and truncation."""
     for split, counts in stats["splits"].items():
         what = (f"{counts['questions']} questions, {counts['rows']} windows" if "questions" in counts

@@ -32,24 +32,28 @@ import bisect
 import dataclasses
 import glob
 import os
+from collections.abc import Sequence
 
 import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
 from mindspore.dataset import transforms
 
+from src.bert_model import BertConfig
 from src.columns import POSITION_COLUMNS, column_names, column_types
 from src.files import read_json
 from src.record_check import DatasetError, Expect, check_columns, summarize
 
 EXTENSIONS = {"tfrecord": (".tfrecord", ".tf_record", ".record"), "mindrecord": (".mindrecord",)}
+# Where the data is: a directory of shards, a list of files, or a comma-separated string of files.
+DataDir = str | Sequence[str]
 # Parallel map workers: a few, never more than the machine has.
 DEFAULT_PARALLEL_WORKERS = min(4, os.cpu_count() or 1)
 # Targets where each new input shape costs a slow graph compilation: batches keep one shape there.
 FIXED_SHAPE_TARGETS = ("Ascend",)
 
 
-def data_files(data_dir, dataset_format):
+def data_files(data_dir: DataDir, dataset_format: str) -> list[str]:
     """The data files of a directory (sorted), or a list/comma-separated string of files."""
     if not data_dir:
         raise DatasetError("data_dir: no data given (a directory of shards, or a list of files)")
@@ -67,7 +71,7 @@ def data_files(data_dir, dataset_format):
     return refuse_empty_files(files)
 
 
-def refuse_empty_files(files):
+def refuse_empty_files(files: list[str]) -> list[str]:
     """`files`, unless one is empty (0 bytes): it holds no rows, and MindSpore's reader fails on it with a
     traceback."""
     empty = [path for path in files if os.path.getsize(path) == 0]
@@ -76,9 +80,10 @@ def refuse_empty_files(files):
     return files
 
 
-def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuffle=False,
-                   schema_dir="", dataset_format="tfrecord", seq_length=None, drop_remainder=True,
-                   num_parallel_workers=DEFAULT_PARALLEL_WORKERS, bucket_list=()):
+def create_dataset(data_dir: DataDir, columns: Sequence[str], batch_size: int, device_num: int = 1, rank: int = 0,
+                   do_shuffle: bool = False, schema_dir: str = "", dataset_format: str = "tfrecord",
+                   seq_length: int | None = None, drop_remainder: bool = True,
+                   num_parallel_workers: int = DEFAULT_PARALLEL_WORKERS, bucket_list: Sequence[int] = ()) -> ds.Dataset:
     """A batched dataset of `columns` read from `data_dir`.
 
     Args:
@@ -140,14 +145,14 @@ def create_dataset(data_dir, columns, batch_size, device_num=1, rank=0, do_shuff
     return cut_batches(dataset, lengths, bucket_list)
 
 
-def fixed_shapes(device_target):
+def fixed_shapes(device_target: str) -> bool:
     """Whether batches should keep one shape on `device_target`: on Ascend, where every new input
     shape is another graph compilation (far slower than on CPU or GPU). CPU and GPU cut batches to
     bucket lengths and keep a smaller last evaluation batch."""
     return device_target in FIXED_SHAPE_TARGETS
 
 
-def pad_rows(columns, batch_size):
+def pad_rows(columns: list[np.ndarray], batch_size: int) -> tuple[list[np.ndarray], int]:
     """A batch of fewer than `batch_size` rows topped up with copies of its last row.
 
     The copies are real inputs (an all-padding row could make a model or a CRF
@@ -167,14 +172,14 @@ def pad_rows(columns, batch_size):
     return padded, real_rows
 
 
-def bucket_lengths(bucket_list, seq_length):
+def bucket_lengths(bucket_list: Sequence[int], seq_length: int) -> list[int]:
     """The sorted bucket lengths: those of `bucket_list` below `seq_length`, then `seq_length`."""
     if any(type(length) is not int or length < 1 for length in bucket_list):
         raise DatasetError(f"bucket_list: expected positive whole lengths such as [32, 64], got {list(bucket_list)}")
     return sorted({length for length in bucket_list if length < seq_length} | {seq_length})
 
 
-def bucket_length(input_mask, buckets, positions=()):
+def bucket_length(input_mask: np.ndarray, buckets: list[int], positions: Sequence[np.ndarray] = ()) -> int:
     """The shortest of `buckets` (sorted, the last one seq_length) that holds every real token of
     `input_mask` (int [B, S]) and every index of `positions` (int arrays [B, 1]); seq_length if none does."""
     real = np.flatnonzero(input_mask.any(axis=0))
@@ -182,7 +187,7 @@ def bucket_length(input_mask, buckets, positions=()):
     return buckets[min(bisect.bisect_left(buckets, needed), len(buckets) - 1)]
 
 
-def cut_batches(dataset, row_lengths, bucket_list):
+def cut_batches(dataset: ds.Dataset, row_lengths: dict[str, int], bucket_list: Sequence[int]) -> ds.Dataset:
     """Batches whose token columns are cut to `bucket_length`: they lose only padding.
 
     The token columns are those as long as `input_ids` (the inputs, and NER's
@@ -213,7 +218,7 @@ def cut_batches(dataset, row_lengths, bucket_list):
     return dataset.map(operations=cut_to_bucket, input_columns=columns, output_columns=columns)
 
 
-def check_schema(schema_path, columns, lengths, data_path):
+def check_schema(schema_path: str, columns: Sequence[str], lengths: dict[str, int], data_path: str) -> int | None:
     """The schema file must list `columns` with the lengths the data files have.
 
     Returns its `numRows` (None when absent or 0): like the model zoo, which hands
@@ -236,7 +241,7 @@ def check_schema(schema_path, columns, lengths, data_path):
     return num_rows or None
 
 
-def task_columns(task, config, num_class=None):
+def task_columns(task: str, config: BertConfig, num_class: int | None = None) -> dict[str, Expect]:
     """{column: Expect} of `task`'s data ("pretraining", "classifier", "ner", "squad training" or
     "squad evaluation") for a model of BertConfig `config` and `num_class` labels: the lengths of
     `src.columns` (masked-LM columns: any length, whatever masking the data was made with), and the
@@ -257,32 +262,36 @@ def task_columns(task, config, num_class=None):
             for name, (_, length) in column_types(task, seq).items()}
 
 
-def check_task_data(data_dir, dataset_format, task, config, num_class=None):
+def check_task_data(data_dir: DataDir, dataset_format: str, task: str, config: BertConfig,
+                    num_class: int | None = None) -> None:
     """Every row of `data_dir` must fit `task` and the model (`task_columns`): one line naming the file,
     column and what the task expects otherwise. Reads each file once (kept for the loaders)."""
     files = data_files(data_dir, dataset_format)
     check_columns(summarize(files, dataset_format), task_columns(task, config, num_class), f"the {task} task")
 
 
-def create_bert_dataset(device_num=1, rank=0, do_shuffle=True, data_dir=None, schema_dir="", batch_size=32,
-                        dataset_format="tfrecord", seq_length=None,
-                        num_parallel_workers=DEFAULT_PARALLEL_WORKERS):
+def create_bert_dataset(device_num: int = 1, rank: int = 0, do_shuffle: bool = True, data_dir: DataDir | None = None,
+                        schema_dir: str = "", batch_size: int = 32, dataset_format: str = "tfrecord",
+                        seq_length: int | None = None,
+                        num_parallel_workers: int = DEFAULT_PARALLEL_WORKERS) -> ds.Dataset:
     """Pretraining batches: the seven masked-LM / next-sentence columns (model zoo signature)."""
     return create_dataset(data_dir, column_names("pretraining"), batch_size, device_num, rank, do_shuffle, schema_dir,
                           dataset_format, seq_length, drop_remainder=True,
                           num_parallel_workers=num_parallel_workers)
 
 
-def create_classification_dataset(data_dir, batch_size, do_shuffle=True, schema_dir="",
-                                  dataset_format="tfrecord", seq_length=None, drop_remainder=True):
+def create_classification_dataset(data_dir: DataDir, batch_size: int, do_shuffle: bool = True, schema_dir: str = "",
+                                  dataset_format: str = "tfrecord", seq_length: int | None = None,
+                                  drop_remainder: bool = True) -> ds.Dataset:
     """Classification or NER batches: input_ids, input_mask, segment_ids, label_ids."""
     return create_dataset(data_dir, column_names("classifier"), batch_size, do_shuffle=do_shuffle,
                           schema_dir=schema_dir, dataset_format=dataset_format, seq_length=seq_length,
                           drop_remainder=drop_remainder)
 
 
-def create_squad_dataset(data_dir, batch_size, is_training=True, do_shuffle=True, schema_dir="",
-                         dataset_format="tfrecord", seq_length=None):
+def create_squad_dataset(data_dir: DataDir, batch_size: int, is_training: bool = True, do_shuffle: bool = True,
+                         schema_dir: str = "", dataset_format: str = "tfrecord",
+                         seq_length: int | None = None) -> ds.Dataset:
     """SQuAD batches: with start/end positions for training, with unique_ids for evaluation."""
     columns = column_names("squad training" if is_training else "squad evaluation")
     return create_dataset(data_dir, columns, batch_size, do_shuffle=do_shuffle and is_training,

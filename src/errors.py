@@ -7,6 +7,7 @@ line on stderr and exit status 2, while real bugs still show a traceback.
 
 import functools
 import sys
+from collections.abc import Callable
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -19,7 +20,8 @@ class DataError(UserError):
     """A data-making command's input file or option is wrong; the message names the file (and line) or flag."""
 
 
-def exit_on_user_error(main):
+def exit_on_user_error(main: Callable) -> Callable:
+    """`main`, reporting a UserError as one line `error: ...` on stderr and exit status 2."""
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
         try:

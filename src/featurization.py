@@ -16,6 +16,7 @@ character, so each tag stays on its character. The columns are src.columns'
 
 import dataclasses
 import json
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -30,6 +31,8 @@ COLA_COLUMNS = 4
 # [CLS] and [SEP] around a single text.
 SPECIAL_TOKENS_PER_TEXT = 2
 OUTSIDE_TAG = "O"
+# A record row: {column: int64 array}, each [S] or [1] (src.columns).
+Row = dict[str, np.ndarray]
 
 
 @dataclasses.dataclass
@@ -43,7 +46,7 @@ class Example:
 
 # ---------------------------------------------------------------- reading
 
-def read_lines(path, flag=""):
+def read_lines(path: str, flag: str = "") -> list[tuple[int, str]]:
     """(line number, text) of every non-blank line of a UTF-8 file."""
     lines = read_text(path, flag).split("\n")
     return [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
@@ -52,18 +55,18 @@ def read_lines(path, flag=""):
 class Problems:
     """Records that cannot be used: raise at the first (`fail`) or count them (`skip`)."""
 
-    def __init__(self, on_error):
+    def __init__(self, on_error: str):
         self.on_error = on_error
         self.skipped = []
         self.warnings = []   # records used, but changed (e.g. an overlapping entity dropped)
 
-    def report(self, message):
+    def report(self, message: str) -> None:
         if self.on_error == "fail":
             raise DataError(message + " (--on_error=skip skips such records)")
         self.skipped.append(message)
 
 
-def json_records(path, text_key, problems):
+def json_records(path: str, text_key: str, problems: Problems) -> Iterator[tuple[int, str, dict]]:
     """(line number, line, record) of each JSON-lines record that is an object with a string `text_key`."""
     for number, line in read_lines(path):
         try:
@@ -77,7 +80,7 @@ def json_records(path, text_key, problems):
         yield number, line, record
 
 
-def read_tnews(path, problems):
+def read_tnews(path: str, problems: Problems) -> list[Example]:
     examples = []
     for number, line, record in json_records(path, "sentence", problems):
         label = record.get("label")
@@ -85,7 +88,7 @@ def read_tnews(path, problems):
     return examples
 
 
-def read_cola(path, problems):
+def read_cola(path: str, problems: Problems) -> list[Example]:
     examples = []
     lines = read_lines(path)
     if lines and tuple(lines[0][1].split("\t")) == COLA_TEST_HEADER:  # the test file: index, sentence
@@ -100,7 +103,7 @@ def read_cola(path, problems):
     return examples
 
 
-def read_cluener(path, problems):
+def read_cluener(path: str, problems: Problems) -> list[Example]:
     examples = []
     for number, line, record in json_records(path, "text", problems):
         spans = cluener_spans(path, number, record["text"], record.get("label"), problems)
@@ -109,7 +112,8 @@ def read_cluener(path, problems):
     return examples
 
 
-def cluener_spans(path, number, text, label, problems):
+def cluener_spans(path: str, number: int, text: str, label: object,
+                  problems: Problems) -> list[tuple[str, int, int]] | None | bool:
     """[(type, start, end_inclusive)] of a CLUENER label dict; None if unlabelled, False if invalid."""
     if label is None:
         return None
@@ -128,7 +132,8 @@ def cluener_spans(path, number, text, label, problems):
                            f"{path}:{number}")
 
 
-def outermost_spans(spans, problems, where):
+def outermost_spans(spans: list[tuple[str, int, int]], problems: Problems,
+                    where: str) -> list[tuple[str, int, int]]:
     """Drop spans that overlap a longer one (one tag per character holds one entity): CLUENER's train
     file nests a company inside a book title once. Each drop is noted as a warning."""
     kept = []
@@ -145,7 +150,7 @@ READERS = {"tnews": read_tnews, "cola": read_cola, "cluener": read_cluener}
 
 # ---------------------------------------------------------------- labels
 
-def read_label_file(path, task):
+def read_label_file(path: str, task: str) -> list:
     """Labels in id order from a TNEWS labels.json (JSON lines) or a CLUENER labels.json (a JSON list)."""
     if task == "cluener":
         labels = read_json(path, "--label_file", expected=list)
@@ -159,7 +164,7 @@ def read_label_file(path, task):
     return labels
 
 
-def build_label_map(task, examples, label_file, tag_scheme):
+def build_label_map(task: str, examples: list[Example], label_file: str, tag_scheme: str) -> dict[str, int]:
     """{label: id}: from the label file when given, else from the data (sorted, so it is reproducible)."""
     if task == "cola":
         return {label: index for index, label in enumerate(COLA_LABELS)}
@@ -174,13 +179,14 @@ def build_label_map(task, examples, label_file, tag_scheme):
 
 # ---------------------------------------------------------------- rows
 
-def pad(ids, length):
+def pad(ids: Sequence[int], length: int) -> np.ndarray:
+    """int64 [length]: `ids` followed by zeros."""
     values = np.zeros(length, np.int64)
     values[:len(ids)] = ids
     return values
 
 
-def encode(token_ids, max_seq_length):
+def encode(token_ids: Sequence[int], max_seq_length: int) -> Row:
     """input_ids, input_mask, segment_ids of one `[CLS] ... [SEP]` sequence (already with its specials)."""
     return {"input_ids": pad(token_ids, max_seq_length),
             "input_mask": pad([1] * len(token_ids), max_seq_length),
@@ -191,16 +197,17 @@ class RowBuilder:
     """Examples -> rows: a class label per text, or (with `tag_scheme`) a tag per character;
     counts truncated texts."""
 
-    def __init__(self, tokenizer, label_map, max_seq_length, source, tag_scheme=None):
+    def __init__(self, tokenizer: FullTokenizer, label_map: dict[str, int], max_seq_length: int, source: str,
+                 tag_scheme: str | None = None):
         self.tokenizer, self.label_map, self.max_seq_length = tokenizer, label_map, max_seq_length
         self.source, self.tag_scheme = source, tag_scheme
         self.max_tokens = max_seq_length - SPECIAL_TOKENS_PER_TEXT
         self.truncated = 0
 
-    def wrap(self, token_ids):
+    def wrap(self, token_ids: list[int]) -> list[int]:
         return ([self.tokenizer.vocab["[CLS]"]] + token_ids[:self.max_tokens] + [self.tokenizer.vocab["[SEP]"]])
 
-    def row(self, example):
+    def row(self, example: Example) -> Row:
         if self.tag_scheme:
             return self.tagging_row(example)
         tokens = self.tokenizer.tokenize(example.text)
@@ -209,7 +216,7 @@ class RowBuilder:
         row["label_ids"] = np.array([self.label_id(example, example.label)], np.int64)
         return row
 
-    def tagging_row(self, example):
+    def tagging_row(self, example: Example) -> Row:
         self.truncated += len(example.text) > self.max_tokens
         row = encode(self.wrap(character_token_ids(self.tokenizer, example.text)), self.max_seq_length)
         try:
@@ -222,7 +229,7 @@ class RowBuilder:
         row["label_ids"][len(tag_ids) + SPECIAL_TOKENS_PER_TEXT:] = outside
         return row
 
-    def label_id(self, example, label):
+    def label_id(self, example: Example, label: str | None) -> int:
         if label is None:  # an unlabelled (test) record
             return 0
         if label not in self.label_map:
@@ -231,7 +238,7 @@ class RowBuilder:
         return self.label_map[label]
 
 
-def character_token_ids(tokenizer, text):
+def character_token_ids(tokenizer: FullTokenizer, text: str) -> list[int]:
     """One token id per character of `text` (NER): the character's own token, else [UNK]."""
     unk = tokenizer.vocab["[UNK]"]
     ids = []
@@ -241,7 +248,8 @@ def character_token_ids(tokenizer, text):
     return ids
 
 
-def read_cluener_rows(path, vocab_file, label_map, max_seq_length, tag_scheme, do_lower_case=True, on_error="fail"):
+def read_cluener_rows(path: str, vocab_file: str, label_map: dict[str, int], max_seq_length: int, tag_scheme: str,
+                      do_lower_case: bool = True, on_error: str = "fail") -> tuple[list[Example], list[Row]]:
     """(examples, rows) of a CLUENER JSON file, as the converter would write them (for evaluation
     and CLUENER submissions straight from the distributed file; unlabelled records get all-O tags)."""
     examples = read_cluener(path, Problems(on_error))

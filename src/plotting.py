@@ -15,12 +15,13 @@ FIGURE_DPI = 120
 SMOOTHING_WINDOW = 10
 
 
-def read_metrics(metrics_path):
+def read_metrics(metrics_path: str) -> list[dict]:
+    """The records of a metrics.jsonl file (src.training), in order."""
     with open(metrics_path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_training(metrics_path, png_path, title, eval_results=None):
+def plot_training(metrics_path: str, png_path: str, title: str, eval_results: dict | None = None) -> None:
     """Loss per step from `metrics.jsonl`; with `eval_results` (pretrain_eval's dict) a second
     panel compares masked-LM and NSP accuracy with their majority baselines."""
     records = read_metrics(metrics_path)

@@ -9,6 +9,7 @@ raises OSError with the writer's one-line reason, whatever library raised it.
 """
 
 import os
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -17,7 +18,7 @@ import numpy as np
 MINDRECORD_PAGE_SIZE = 1 << 20
 
 
-def write_tfrecord(path, rows):
+def write_tfrecord(path: str, rows: Iterable[dict[str, np.ndarray]]) -> None:
     """Write `rows` (an iterable of {column: array}) to the TFRecord file `path`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # (and its oneDNN notice; no TF maths runs here)
@@ -39,7 +40,8 @@ def write_tfrecord(path, rows):
         raise OSError(error.message.rsplit("; ", 1)[-1]) from None
 
 
-def write_mindrecord(path, rows, column_types, schema_name="bert"):
+def write_mindrecord(path: str, rows: list[dict[str, np.ndarray]], column_types: dict[str, tuple[str, int]],
+                     schema_name: str = "bert") -> None:
     """Write `rows` to the MindRecord file `path` (+ `path`.db).
 
     Args:
@@ -59,14 +61,14 @@ def write_mindrecord(path, rows, column_types, schema_name="bert"):
         raise OSError(mindspore_reason(str(error))) from None
 
 
-def mindspore_reason(message):
+def mindspore_reason(message: str) -> str:
     """The "[ERROR] ..." line of a MindSpore data error (the rest is framing and a C++ stack)."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     reasons = [line.removeprefix("[ERROR]").strip() for line in lines if line.startswith("[ERROR]")]
     return (reasons or lines or ["MindRecord writer failed"])[0]
 
 
-def schema_json(column_types, num_rows):
+def schema_json(column_types: dict[str, tuple[str, int]], num_rows: int) -> dict:
     """The model zoo's TFRecord schema (mindspore.dataset.Schema format) for `column_types`."""
     return {"datasetType": "TF", "numRows": num_rows,
             "columns": {name: {"type": dtype, "rank": 1, "shape": [length]}

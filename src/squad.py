@@ -33,12 +33,13 @@ import collections
 import dataclasses
 import math
 import os
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from src.errors import UserError
 from src.files import finite_json, read_json, write_text_atomic
-from src.tokenization import basic_tokenize
+from src.tokenization import FullTokenizer, basic_tokenize
 
 # Google's defaults.
 MAX_SEQ_LENGTH = 384
@@ -117,7 +118,7 @@ class RawResult:
 # Reading
 # ---------------------------------------------------------------------------
 
-def split_doc_tokens(context):
+def split_doc_tokens(context: str) -> tuple[list[str], list[int]]:
     """Context -> (words, char_to_word_offset): words split on `DOC_WHITESPACE`, and for each
     character the index of the word it is in (a whitespace character counts for the word before it)."""
     doc_tokens, char_to_word_offset = [], []
@@ -135,7 +136,7 @@ def split_doc_tokens(context):
     return doc_tokens, char_to_word_offset
 
 
-def read_squad_examples(input_file, is_training, on_error="fail"):
+def read_squad_examples(input_file: str, is_training: bool, on_error: str = "fail") -> tuple[list[SquadExample], int]:
     """Read a SQuAD v1.1 JSON file.
 
     Args:
@@ -224,8 +225,9 @@ def _locate_answer(example, answers, context, char_to_word_offset, input_file):
 # Features
 # ---------------------------------------------------------------------------
 
-def iter_features(examples, tokenizer, is_training, max_seq_length=MAX_SEQ_LENGTH, doc_stride=DOC_STRIDE,
-                  max_query_length=MAX_QUERY_LENGTH):
+def iter_features(examples: list[SquadExample], tokenizer: FullTokenizer, is_training: bool,
+                  max_seq_length: int = MAX_SEQ_LENGTH, doc_stride: int = DOC_STRIDE,
+                  max_query_length: int = MAX_QUERY_LENGTH) -> Iterator[SquadFeature]:
     """Yield the `SquadFeature`s of `examples`, one per window, unique ids counting from 1000000000.
 
     A generator, so that a large training set can be written without holding every feature.
@@ -289,8 +291,9 @@ def iter_features(examples, tokenizer, is_training, max_seq_length=MAX_SEQ_LENGT
             unique_id += 1
 
 
-def convert_examples_to_features(examples, tokenizer, is_training, max_seq_length=MAX_SEQ_LENGTH,
-                                 doc_stride=DOC_STRIDE, max_query_length=MAX_QUERY_LENGTH):
+def convert_examples_to_features(examples: list[SquadExample], tokenizer: FullTokenizer, is_training: bool,
+                                 max_seq_length: int = MAX_SEQ_LENGTH, doc_stride: int = DOC_STRIDE,
+                                 max_query_length: int = MAX_QUERY_LENGTH) -> list[SquadFeature]:
     """`iter_features` as a list."""
     return list(iter_features(examples, tokenizer, is_training, max_seq_length, doc_stride, max_query_length))
 
@@ -357,7 +360,7 @@ def _max_context_spans(doc_spans, num_tokens):
     return best_span
 
 
-def feature_row(feature, is_training):
+def feature_row(feature: SquadFeature, is_training: bool) -> dict[str, np.ndarray]:
     """A feature as a record row {column: int64 array}: src.columns' "squad training" or "squad evaluation"
     columns."""
     row = {"input_ids": feature.input_ids, "input_mask": feature.input_mask, "segment_ids": feature.segment_ids}
@@ -373,8 +376,9 @@ def feature_row(feature, is_training):
 # Post-processing
 # ---------------------------------------------------------------------------
 
-def make_predictions(examples, features, results, n_best_size=N_BEST_SIZE, max_answer_length=MAX_ANSWER_LENGTH,
-                     do_lower_case=True):
+def make_predictions(examples: list[SquadExample], features: list[SquadFeature], results: Iterable[RawResult],
+                     n_best_size: int = N_BEST_SIZE, max_answer_length: int = MAX_ANSWER_LENGTH,
+                     do_lower_case: bool = True) -> tuple[dict[str, str], dict[str, list[dict]]]:
     """Answer texts from the model's logits.
 
     Args:
@@ -456,7 +460,7 @@ def _candidate_text(example, feature, start_index, end_index, do_lower_case):
     return get_final_text(wordpiece_text, orig_text, do_lower_case)
 
 
-def get_final_text(pred_text, orig_text, do_lower_case):
+def get_final_text(pred_text: str, orig_text: str, do_lower_case: bool) -> str:
     """The part of `orig_text` (original words) that the normalised prediction `pred_text` covers.
 
     The predicted tokens are lower-cased, accent-stripped and punctuation-split, and
@@ -499,7 +503,7 @@ def _softmax(scores):
     return [value / total for value in exps]
 
 
-def write_predictions(output_dir, predictions, nbest):
+def write_predictions(output_dir: str, predictions: dict[str, str], nbest: dict[str, list[dict]]) -> tuple[str, str]:
     """Write `predictions.json` and `nbest_predictions.json` into `output_dir`, each atomically.
 
     Returns the two paths.
