@@ -21,6 +21,7 @@ import math
 import re
 import string
 import sys
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -73,7 +74,8 @@ ZOO_NER_METHODS = {
 }
 
 
-def resolve_method(name, methods, zoo_names=None):
+def resolve_method(name: str, methods: Sequence[str],
+                   zoo_names: dict[str, tuple[str, str]] | None = None) -> tuple[str, str | None]:
     """(metric, note) for an assessment_method as written, in any case.
 
     `name` lowercased is one of `methods` (note None) or a key of `zoo_names`
@@ -92,19 +94,19 @@ def resolve_method(name, methods, zoo_names=None):
 
 # ---------------------------------------------------------------- classification
 
-def accuracy(labels, predictions):
+def accuracy(labels: np.ndarray, predictions: np.ndarray) -> dict:
     """Fraction of predictions equal to their label -> {"acc_num", "total_num", "accuracy"}."""
     labels, predictions = _paired_arrays(labels, predictions)
     acc_num = int(np.sum(labels == predictions))
     return {"acc_num": acc_num, "total_num": int(labels.size), "accuracy": _ratio(acc_num, labels.size)}
 
 
-def format_accuracy(result):
+def format_accuracy(result: dict) -> str:
     return (f"acc_num {result['acc_num']}, total_num {result['total_num']}, "
             f"accuracy {SCORE_FORMAT.format(result['accuracy'])}")
 
 
-def confusion_matrix(labels, predictions, num_class):
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_class: int) -> np.ndarray:
     """[num_class, num_class] counts: row = label, column = prediction."""
     labels, predictions = _paired_arrays(labels, predictions)
     for name, values in (("label", labels), ("prediction", predictions)):
@@ -118,7 +120,7 @@ def confusion_matrix(labels, predictions, num_class):
     return counts
 
 
-def classification_f1(labels, predictions, num_class):
+def classification_f1(labels: np.ndarray, predictions: np.ndarray, num_class: int) -> dict:
     """Macro-averaged precision, recall and F1 over classes, plus the per-class values.
 
     A class's precision (recall) is 0 when it is never predicted (never a label).
@@ -143,13 +145,13 @@ def classification_f1(labels, predictions, num_class):
             "classes_averaged": present}
 
 
-def format_f1(result):
+def format_f1(result: dict) -> str:
     """The zoo's three lines, for `classification_f1` and `entity_f1` results."""
     return "\n".join(f"{name} {SCORE_FORMAT.format(result[key])}"
                      for name, key in (("Precision", "precision"), ("Recall", "recall"), ("F1", "f1")))
 
 
-def matthews_corrcoef(labels, predictions):
+def matthews_corrcoef(labels: np.ndarray, predictions: np.ndarray) -> dict:
     """Matthews correlation coefficient, multi-class (Gorodkin's R_K) -> {"mcc"}.
 
     From the confusion matrix C over the classes seen (rows labels, columns
@@ -172,11 +174,11 @@ def matthews_corrcoef(labels, predictions):
     return {"mcc": covariance / denominator if denominator else 0.0}
 
 
-def format_mcc(result):
+def format_mcc(result: dict) -> str:
     return f"MCC {SCORE_FORMAT.format(result['mcc'])}"
 
 
-def average_ranks(values):
+def average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of `values`; tied values share the mean of the ranks they span."""
     values = np.asarray(values, dtype=np.float64).ravel()
     order = np.argsort(values, kind="stable")
@@ -190,7 +192,7 @@ def average_ranks(values):
     return ranks
 
 
-def spearman_correlation(x, y):
+def spearman_correlation(x: np.ndarray, y: np.ndarray) -> dict:
     """Spearman's rho: the Pearson correlation of the average ranks -> {"spearman_correlation"}.
 
     NaN when either input is constant (its ranks have no spread), as scipy.
@@ -202,13 +204,14 @@ def spearman_correlation(x, y):
     return {"spearman_correlation": rho}
 
 
-def format_spearman(result):
+def format_spearman(result: dict) -> str:
     return f"Spearman Correlation is {SCORE_FORMAT.format(result['spearman_correlation'])}"
 
 
 # ---------------------------------------------------------------- NER
 
-def entity_f1(true_tag_sequences, pred_tag_sequences, scheme):
+def entity_f1(true_tag_sequences: Sequence[Sequence[str]], pred_tag_sequences: Sequence[Sequence[str]],
+              scheme: str) -> dict:
     """Micro-averaged entity precision, recall and F1 over all sentences.
 
     Entities are decoded per sentence with `tags_to_spans` (strict rules); a
@@ -232,7 +235,7 @@ def entity_f1(true_tag_sequences, pred_tag_sequences, scheme):
             "correct_entities": correct_entities}
 
 
-def cluener_label(text, spans):
+def cluener_label(text: str, spans: Iterable[tuple[str, int, int]]) -> dict:
     """CLUENER2020's label dict for one text: {type: {entity_text: [[start, end_inclusive], ...]}}.
 
     Entities are listed in text order; entity_text is text[start:end + 1].
@@ -245,7 +248,7 @@ def cluener_label(text, spans):
     return label
 
 
-def write_cluener_submission(path, ids_texts_spans):
+def write_cluener_submission(path: str, ids_texts_spans: Iterable[tuple[object, str, list]]) -> None:
     """Write a CLUENER2020 submission: one line {"id": ..., "label": {...}} per (id, text, spans).
 
     Written atomically, so an interrupted run never leaves a partial file.
@@ -257,19 +260,19 @@ def write_cluener_submission(path, ids_texts_spans):
 
 # ---------------------------------------------------------------- SQuAD v1.1
 
-def normalize_answer(text):
+def normalize_answer(text: str) -> str:
     """Lower-case, delete punctuation, drop the articles a/an/the, collapse whitespace (in that order)."""
     text = "".join(char for char in text.lower() if char not in SQUAD_PUNCTUATION)
     text = SQUAD_ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
 
-def exact_match_score(prediction, ground_truth):
+def exact_match_score(prediction: str, ground_truth: str) -> float:
     """1.0 if the normalised answers are equal, else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(ground_truth))
 
 
-def squad_f1_score(prediction, ground_truth):
+def squad_f1_score(prediction: str, ground_truth: str) -> float:
     """F1 of the normalised answers' whitespace tokens, common tokens counted with multiplicity."""
     prediction_tokens = normalize_answer(prediction).split()
     truth_tokens = normalize_answer(ground_truth).split()
@@ -280,7 +283,7 @@ def squad_f1_score(prediction, ground_truth):
     return _f1(num_same / len(prediction_tokens), num_same / len(truth_tokens))
 
 
-def squad_evaluate(dataset, predictions):
+def squad_evaluate(dataset: list, predictions: dict[str, str]) -> dict[str, float]:
     """Official SQuAD v1.1 scores, in percent -> {"exact_match", "f1"}.
 
     Args:

@@ -32,15 +32,19 @@ instance is written (with a note). Input files that the run would replace
 are refused before any work.
 """
 
+import argparse
+import contextlib
 import dataclasses
 import glob
 import json
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -70,7 +74,7 @@ SHARD_PATTERN = "part-*"
 OTHER_OUTPUTS = ("schema.json", "stats.json")
 
 
-def parse_args(argv):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = command_parser(__doc__.split("\n")[0])
     parser.add_argument("--input_file", required=True,
                         help="input text files: comma-separated paths or globs")
@@ -129,9 +133,17 @@ class Instance:
     is_random_next: bool
 
 
+# A tokenized sentence: (token ids, for each token whether it starts a word; None without whole-word masking).
+Segment = tuple[list[int], list[bool] | None]
+# A tokenized document: its sentences.
+Document = list[Segment]
+
+
 # ---------------------------------------------------------------- reading
 
-def expand_input_files(spec):
+def expand_input_files(spec: str) -> list[str]:
+    """The files of a comma-separated list of paths and globs, in order; a pattern matching nothing is a
+    DataError."""
     files = []
     for pattern in [p for p in spec.split(",") if p.strip()]:
         matches = sorted(glob.glob(pattern.strip()))
@@ -141,7 +153,7 @@ def expand_input_files(spec):
     return files
 
 
-def read_documents(files, on_decode_error):
+def read_documents(files: list[str], on_decode_error: str) -> tuple[list[list[str]], int]:
     """Lines of each document, in file order; returns (documents, lines skipped as non-UTF-8)."""
     documents, skipped = [[]], 0
     for path in files:
@@ -163,7 +175,7 @@ def read_documents(files, on_decode_error):
     return [doc for doc in documents if doc], skipped
 
 
-def numbered_lines(path):
+def numbered_lines(path: str) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of each line of `path`; an unreadable file is a DataError."""
     try:
         with open(path, "rb") as f:
@@ -194,7 +206,7 @@ def _tokenize_documents(documents):
     return tokenized
 
 
-def word_starts(tokens, line):
+def word_starts(tokens: list[str], line: str) -> list[bool]:
     """For each token, whether it starts a word (a whole-word-masking unit).
 
     `##` pieces continue the previous word. A CJK character continues the word
@@ -238,7 +250,8 @@ def _instances_for_documents(task):
 
 # ----------------------------------------------------------- instances
 
-def create_instances(documents, document_index, options, rng):
+def create_instances(documents: list[Document], document_index: int, options: MaskingOptions,
+                     rng: random.Random) -> list[Instance]:
     """Google BERT's `create_instances_from_document`: segment pairs from one document."""
     document = documents[document_index]
     max_num_tokens = options.max_seq_length - 3  # room for [CLS], [SEP], [SEP]
@@ -266,7 +279,7 @@ def create_instances(documents, document_index, options, rng):
     return instances
 
 
-def join_segments(segments):
+def join_segments(segments: list[Segment]) -> Segment:
     """Concatenate (ids, starts) sentences into one (ids, starts) pair of lists."""
     ids = [token for sentence_ids, _ in segments for token in sentence_ids]
     if segments[0][1] is None:
@@ -274,7 +287,8 @@ def join_segments(segments):
     return ids, [start for _, sentence_starts in segments for start in sentence_starts]
 
 
-def random_continuation(documents, document_index, target_length, rng):
+def random_continuation(documents: list[Document], document_index: int, target_length: int,
+                        rng: random.Random) -> list[Segment]:
     """Sentences from a random other document, from a random start, up to `target_length` tokens."""
     for _ in range(RANDOM_DOCUMENT_TRIES):
         random_index = rng.randint(0, len(documents) - 1)
@@ -291,7 +305,7 @@ def random_continuation(documents, document_index, target_length, rng):
     return join_segments(picked)
 
 
-def truncate_pair(segment_a, segment_b, max_num_tokens, rng):
+def truncate_pair(segment_a: Segment, segment_b: Segment, max_num_tokens: int, rng: random.Random) -> None:
     """Trim the longer segment, from the front or the back at random, until the pair fits."""
     while len(segment_a[0]) + len(segment_b[0]) > max_num_tokens:
         ids, starts = segment_a if len(segment_a[0]) > len(segment_b[0]) else segment_b
@@ -301,7 +315,8 @@ def truncate_pair(segment_a, segment_b, max_num_tokens, rng):
             del starts[index]
 
 
-def masked_instance(segment_a, segment_b, is_random_next, options, rng):
+def masked_instance(segment_a: Segment, segment_b: Segment, is_random_next: bool, options: MaskingOptions,
+                    rng: random.Random) -> Instance:
     """[CLS] A [SEP] B [SEP] with Google's masked-LM choices applied."""
     ids = [options.cls_id] + segment_a[0] + [options.sep_id] + segment_b[0] + [options.sep_id]
     if options.do_whole_word_mask:
@@ -342,7 +357,7 @@ def masked_instance(segment_a, segment_b, is_random_next, options, rng):
 
 # -------------------------------------------------------------- output
 
-def features(instance, max_seq_length, max_predictions_per_seq):
+def features(instance: Instance, max_seq_length: int, max_predictions_per_seq: int) -> dict[str, np.ndarray]:
     """An instance as padded NumPy columns (src.columns' "pretraining" columns)."""
     length = len(instance.token_ids)
     input_ids = np.zeros(max_seq_length, np.int64)
@@ -360,7 +375,7 @@ def features(instance, max_seq_length, max_predictions_per_seq):
             "masked_lm_positions": positions, "masked_lm_ids": labels, "masked_lm_weights": weights}
 
 
-def written_columns(options):
+def written_columns(options: MaskingOptions) -> dict[str, tuple[str, int]]:
     """{name: (dtype, length)} of the rows written with MaskingOptions `options`."""
     return column_types("pretraining", options.max_seq_length, options.max_predictions_per_seq)
 
@@ -379,7 +394,8 @@ def _write_shard(task):
         write_mindrecord(path, rows, written_columns(options), "bert_pretraining")
 
 
-def statistics(documents, instances, mask_id, skipped_lines):
+def statistics(documents: list[Document], instances: list[Instance], mask_id: int, skipped_lines: int) -> dict:
+    """stats.json: documents, instances, tokens, the masked fractions and the next-sentence balance."""
     tokens = sum(len(instance.token_ids) for instance in instances)
     masked = sum(len(instance.masked_positions) for instance in instances)
     replaced_by_mask = replaced_randomly = unchanged = 0
@@ -409,11 +425,11 @@ def statistics(documents, instances, mask_id, skipped_lines):
 class Progress:
     """Prints `stage: done/total, rate/s, ETA` at most every PROGRESS_INTERVAL seconds."""
 
-    def __init__(self, stage, total, unit):
+    def __init__(self, stage: str, total: int, unit: str):
         self.stage, self.total, self.unit = stage, total, unit
         self.start = self.last = time.time()
 
-    def update(self, done, force=False):
+    def update(self, done: int, force: bool = False) -> None:
         now = time.time()
         if not force and now - self.last < PROGRESS_INTERVAL:
             return
@@ -424,7 +440,8 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def run_tasks(pool, function, tasks, progress, measure=len):
+def run_tasks(pool: multiprocessing.pool.Pool | None, function: Callable, tasks: list, progress: Progress,
+              measure: Callable = len) -> list:
     """Map `function` over `tasks` in order (in `pool` when given), reporting progress."""
     results, done = [], 0
     mapped = pool.imap(function, tasks) if pool else map(function, tasks)
@@ -436,7 +453,7 @@ def run_tasks(pool, function, tasks, progress, measure=len):
     return results
 
 
-def generate(args):
+def generate(args: argparse.Namespace) -> list[Instance]:
     """Check the options and paths, then make the instances and write them; returns the instances."""
     check_options(args)
     tokenizer = FullTokenizer(args.vocab_file, args.do_lower_case)
@@ -451,7 +468,8 @@ def generate(args):
     return instances
 
 
-def create_all_instances(args, tokenizer, files):
+def create_all_instances(args: argparse.Namespace, tokenizer: FullTokenizer,
+                         files: list[str]) -> tuple[list[Instance], MaskingOptions, dict]:
     """Read, tokenize, shuffle, cut and mask: (instances in their final order, MaskingOptions, stats)."""
     text_documents, skipped = read_documents(files, args.on_decode_error)
     if skipped:
@@ -486,7 +504,7 @@ def create_all_instances(args, tokenizer, files):
     return instances, options, statistics(documents, instances, options.mask_id, skipped)
 
 
-def check_options(args):
+def check_options(args: argparse.Namespace) -> None:
     if args.max_seq_length < MIN_SEQ_LENGTH:
         raise DataError(f"--max_seq_length must be at least {MIN_SEQ_LENGTH}, got {args.max_seq_length}")
     if not 0.0 < args.masked_lm_prob < 1.0:
@@ -498,7 +516,7 @@ def check_options(args):
             raise DataError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
 
 
-def check_output_dir(args, input_files):
+def check_output_dir(args: argparse.Namespace, input_files: list[str]) -> None:
     """Before any work: old shards need --overwrite, and no input may be one of the outputs."""
     existing = sorted(glob.glob(os.path.join(glob.escape(args.output_dir), SHARD_PATTERN)))
     if existing and not args.overwrite:
@@ -508,7 +526,7 @@ def check_output_dir(args, input_files):
                                  args.output_dir, (SHARD_PATTERN,) + OTHER_OUTPUTS)
 
 
-def pool_of(num_workers):
+def pool_of(num_workers: int) -> contextlib.AbstractContextManager:
     """A pool of forked workers (they inherit _STATE), or a stand-in context with no pool for one worker."""
     if num_workers == 1:
         return _NoPool()
@@ -523,7 +541,8 @@ class _NoPool:
         return False
 
 
-def write_outputs(args, staging, options, instances, stats):
+def write_outputs(args: argparse.Namespace, staging: str, options: MaskingOptions, instances: list[Instance],
+                  stats: dict) -> None:
     """Write the shards, schema.json and stats.json into `staging` (moved into place by `staged_outputs`)."""
     stats["shards"] = shard_count(args.num_output_shards, len(instances))
     _STATE.update(instances=instances, output_format=args.output_format)
@@ -536,7 +555,7 @@ def write_outputs(args, staging, options, instances, stats):
             json.dump(value, f, indent=2)
 
 
-def shard_count(requested, num_instances):
+def shard_count(requested: int, num_instances: int) -> int:
     """`requested`, or one shard per instance when there are fewer: an empty shard would only fail later."""
     if num_instances >= requested:
         return requested
@@ -546,7 +565,7 @@ def shard_count(requested, num_instances):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     generate(parse_args(argv))
 
 

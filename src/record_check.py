@@ -81,6 +81,10 @@ class ColumnSummary:
     finite: bool = True
 
 
+# (rows, {column: ColumnSummary}) of one file.
+FileSummary = tuple[int, dict[str, ColumnSummary]]
+
+
 @dataclasses.dataclass(frozen=True)
 class Expect:
     """What a job accepts in one column: `length` values per row (None: any, the same in every file) and
@@ -130,7 +134,7 @@ def _crc32c_rows(data, starts, lengths):
     return register ^ _initial_register_terms(width)[lengths] ^ np.uint32(UINT32)
 
 
-def masked_crc32c(data, starts, lengths):
+def masked_crc32c(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """TFRecord's masked CRC32C of data[start:start + length] for every (start, length); [N] uint32.
 
     Rows are sorted by length and taken in chunks of about CRC_CHUNK_BYTES, so
@@ -161,7 +165,7 @@ def _damaged(path, record, offset, part):
                         "or not TFRecord; regenerate it or copy it again")
 
 
-def tfrecord_payloads(path, data):
+def tfrecord_payloads(path: str, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, lengths) of the payloads of TFRecord bytes `data` (a uint8 array), every checksum verified.
 
     Raises a DatasetError naming the first damaged or missing record (counted
@@ -197,7 +201,7 @@ def tfrecord_payloads(path, data):
     return starts, lengths
 
 
-def verify_tfrecord(path):
+def verify_tfrecord(path: str) -> int:
     """The number of records of the TFRecord file `path`, after checking every checksum."""
     if os.path.getsize(path) == 0:
         return 0
@@ -220,7 +224,7 @@ def _reason(error):
     return f" ({reason})" if reason and reason.isprintable() and len(reason) <= MAX_REASON_CHARS else ""
 
 
-def read_summary(path, dataset_format):
+def read_summary(path: str, dataset_format: str) -> FileSummary:
     """{column: ColumnSummary} and the row count of one file, read in full with MindSpore's reader.
 
     The first row sets each column's length and type; every later row must
@@ -274,7 +278,7 @@ def _summary_from_json(text):
     return loaded["rows"], {name: ColumnSummary(**column) for name, column in loaded["columns"].items()}
 
 
-def read_summary_in_child(path, dataset_format):
+def read_summary_in_child(path: str, dataset_format: str) -> FileSummary:
     """`read_summary` in a child process: a reader crash (damaged MindRecord) becomes one DatasetError."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PROJECT_ROOT, os.environ.get("PYTHONPATH")]))}
     child = subprocess.run([sys.executable, "-m", "src.record_check", dataset_format, path],
@@ -289,7 +293,7 @@ def read_summary_in_child(path, dataset_format):
                        "regenerate it")
 
 
-def read_file(path, dataset_format):
+def read_file(path: str, dataset_format: str) -> FileSummary:
     """(rows, {column: ColumnSummary}) of one file: checksums first (TFRecord), then every row."""
     if dataset_format == "tfrecord":
         verify_tfrecord(path)
@@ -303,7 +307,7 @@ def _file_key(path, dataset_format):
     return json.dumps([os.path.realpath(path), status.st_size, status.st_mtime_ns, dataset_format])
 
 
-def cache_path():
+def cache_path() -> str:
     """The file of summaries kept across runs (large data only), in the user's cache directory."""
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), CACHE_FILE)
 
@@ -333,7 +337,7 @@ def _save_cache(stored):
 _SUMMARIES = {}
 
 
-def summarize(files, dataset_format):
+def summarize(files: list[str], dataset_format: str) -> dict[str, FileSummary]:
     """{path: (rows, {column: ColumnSummary})} of `files`, each read once per process.
 
     Data of LARGE_DATA_BYTES or more gets a progress line per file read, and its
@@ -360,7 +364,8 @@ def summarize(files, dataset_format):
     return summaries
 
 
-def check_columns(summaries, expected, task="this job"):
+def check_columns(summaries: dict[str, FileSummary], expected: dict[str, Expect],
+                  task: str = "this job") -> None:
     """Every file of `summaries` must hold the `expected` columns ({column: Expect}) with the lengths and
     values `task` (e.g. "the classifier", for the message) accepts, the same lengths in every file, and
     finite floats."""
@@ -392,7 +397,7 @@ def _check_range(path, name, column, expect):
                                f"(expected {expect.low}..{expect.high})")
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     """Child-process entry: print the JSON summary of one file (`read_summary_in_child`)."""
     dataset_format, path = argv
     try:

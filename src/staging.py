@@ -28,6 +28,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 
 from src.errors import UserError
 
@@ -39,12 +40,12 @@ class OutputError(UserError):
     """An output path cannot be written (a file in the way, read-only, disk full) or would replace an input."""
 
 
-def staging_prefix():
+def staging_prefix() -> str:
     """The name start of this process's staging entries: its host and pid, for `is_stale`."""
     return f"{STAGING_PREFIX}{socket.gethostname()}@{os.getpid()}-"
 
 
-def process_alive(pid):
+def process_alive(pid: int) -> bool:
     """Whether a process `pid` exists on this host (a reused pid counts as alive: its entry is kept)."""
     try:
         os.kill(pid, 0)  # signal 0: only checks that the process exists
@@ -55,7 +56,7 @@ def process_alive(pid):
     return True
 
 
-def is_stale(name):
+def is_stale(name: str) -> bool:
     """Whether `name` is a staging entry left by a dead process of this host."""
     owner = STAGING_NAME.match(name)
     if owner is None or owner["host"] != socket.gethostname():
@@ -64,7 +65,7 @@ def is_stale(name):
     return pid != os.getpid() and not process_alive(pid)
 
 
-def remove_stale_staging(directory):
+def remove_stale_staging(directory: str) -> list[str]:
     """Remove the stale staging entries (directories or files) of `directory`; returns their names."""
     stale = sorted(name for name in os.listdir(directory) if is_stale(name))
     for name in stale:
@@ -76,7 +77,7 @@ def remove_stale_staging(directory):
     return stale
 
 
-def missing_directories(path, flag):
+def missing_directories(path: str, flag: str) -> list[str]:
     """The directories `makedirs(path)` would create, deepest first; refuses a file in the way."""
     missing, current = [], os.path.abspath(path)
     while not os.path.lexists(current):
@@ -88,7 +89,8 @@ def missing_directories(path, flag):
     return missing
 
 
-def check_inputs_are_not_outputs(inputs, output_dir, output_names, flag="--output_dir"):
+def check_inputs_are_not_outputs(inputs: dict[str, list[str]], output_dir: str, output_names: list[str],
+                                 flag: str = "--output_dir") -> None:
     """Refuse an input file that this run would replace.
 
     Args:
@@ -108,7 +110,7 @@ def check_inputs_are_not_outputs(inputs, output_dir, output_names, flag="--outpu
 
 
 @contextlib.contextmanager
-def staged_outputs(output_dir, flag="--output_dir", replaced=()):
+def staged_outputs(output_dir: str, flag: str = "--output_dir", replaced: Sequence[str] = ()) -> Iterator[str]:
     """Yield a new empty staging directory inside `output_dir`; move its files into `output_dir` if the block
     succeeds, discard them otherwise.
 
@@ -135,7 +137,7 @@ def staged_outputs(output_dir, flag="--output_dir", replaced=()):
                 os.rmdir(directory)
 
 
-def make_staging(output_dir, flag):
+def make_staging(output_dir: str, flag: str) -> str:
     """Create `output_dir` and this run's staging directory in it, after removing stale ones."""
     try:
         os.makedirs(output_dir, exist_ok=True)
@@ -149,7 +151,7 @@ def make_staging(output_dir, flag):
     return staging
 
 
-def commit(staging, output_dir, replaced):
+def commit(staging: str, output_dir: str, replaced: Sequence[str]) -> None:
     """Flush every staged file to disk, rename it into `output_dir`, then drop superseded old outputs."""
     names = sorted(os.listdir(staging))
     for name in names:
@@ -163,7 +165,7 @@ def commit(staging, output_dir, replaced):
     fsync(output_dir)  # the renames themselves
 
 
-def fsync(path):
+def fsync(path: str) -> None:
     """Flush a file's data, or a directory's entries, to disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
