@@ -107,11 +107,8 @@ def pretrain(cfg, config, device, local_rank):
         check_no_foreign_checkpoints(plan.checkpoint_dir, cfg.load_checkpoint_path)
 
     network = BertNetworkWithLoss(config, is_training=True)
-    try:
-        optimizer = build_optimizer(cfg, network.trainable_params(), plan.total_steps, device.target)
-        train_cell = build_train_cell(network, optimizer, cfg)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    optimizer = build_optimizer(cfg, network.trainable_params(), plan.total_steps, device.target)
+    train_cell = build_train_cell(network, optimizer, cfg)
     start = restore(train_cell, network, cfg.load_checkpoint_path) if cfg.load_checkpoint_path else None
     if rank == 0 and cfg.output_dir and start is None:  # a resumed run keeps the records up to its step
         check_not_replacing([(os.path.join(cfg.output_dir, name), "output_dir") for name in (METRICS_FILE, LOSS_PLOT)],

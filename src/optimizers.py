@@ -28,6 +28,7 @@ optimizer (bench/README.md has the step times behind these choices):
 import mindspore as ms
 from mindspore import nn, ops
 
+from src.config import ConfigError
 # Row-first sums of squares (see its docstring), as the train cell's clipping norms use.
 from src.train_cell import sum_of_squares
 
@@ -39,6 +40,10 @@ LAMB_KERNEL_DEVICES = ("Ascend", "GPU")
 NO_DECAY_NAME_PARTS = ("layernorm", "bias")
 # A section's `decay_steps` with this value decays over the run's total steps.
 RUN_STEPS = -1
+# Settings that MindSpore's optimizer classes refuse below 0 with a ValueError of their own: checked first,
+# so that a bad value is a ConfigError naming its key.
+NON_NEGATIVE_SETTINGS = {"Lamb": ("weight_decay",), "AdamWeightDecay": ("weight_decay",),
+                         "Momentum": ("learning_rate", "momentum")}
 
 
 class BertLearningRate(nn.learning_rate_schedule.LearningRateSchedule):
@@ -72,16 +77,16 @@ class BertLearningRate(nn.learning_rate_schedule.LearningRateSchedule):
     def __init__(self, learning_rate, end_learning_rate, warmup_steps, decay_steps, power):
         super().__init__()
         if learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+            raise ConfigError(f"learning_rate must be positive, got {learning_rate}")
         if not 0 <= end_learning_rate <= learning_rate:
-            raise ValueError(f"end_learning_rate must be in [0, learning_rate={learning_rate}], "
-                             f"got {end_learning_rate}")
+            raise ConfigError(f"end_learning_rate must be in [0, learning_rate={learning_rate}], "
+                              f"got {end_learning_rate}")
         if warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+            raise ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if decay_steps < 1:
-            raise ValueError(f"decay_steps must be >= 1, got {decay_steps}")
+            raise ConfigError(f"decay_steps must be >= 1, got {decay_steps}")
         if power <= 0:
-            raise ValueError(f"power must be positive, got {power}")
+            raise ConfigError(f"power must be positive, got {power}")
         self.learning_rate = float(learning_rate)
         self.end_learning_rate = float(end_learning_rate)
         self.warmup_steps = float(warmup_steps)
@@ -161,9 +166,9 @@ class _AdamMoments(nn.Optimizer):
         super().__init__(learning_rate, params, weight_decay)
         for name, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 < beta < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {beta}")
+                raise ConfigError(f"{name} must be in (0, 1), got {beta}")
         if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}")
+            raise ConfigError(f"eps must be positive, got {eps}")
         self.beta1 = ms.Tensor(beta1, ms.float32)
         self.beta2 = ms.Tensor(beta2, ms.float32)
         self.eps = ms.Tensor(eps, ms.float32)
@@ -306,8 +311,8 @@ def schedule_decay_steps(name, decay_steps, total_steps):
     if decay_steps == RUN_STEPS:
         return total_steps
     if decay_steps < 1:
-        raise ValueError(f"{name}.decay_steps: expected a number of steps >= 1, or {RUN_STEPS} for the run's "
-                         f"{total_steps} steps, got {decay_steps}")
+        raise ConfigError(f"{name}.decay_steps: expected a number of steps >= 1, or {RUN_STEPS} for the run's "
+                          f"{total_steps} steps, got {decay_steps}")
     return decay_steps
 
 
@@ -326,21 +331,27 @@ def build_optimizer(cfg, params, total_steps, device_target, warmup_steps=None):
 
     Returns:
         nn.Optimizer.
+    Raises:
+        ConfigError naming the setting, for an unknown optimizer or a value out of range
+        (so that a job reports it in one line, and a real bug's ValueError still shows its traceback).
     """
     name = cfg.optimizer
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
+        raise ConfigError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {name!r}")
     if device_target not in DEVICE_TARGETS:
-        raise ValueError(f"device_target: expected one of {', '.join(DEVICE_TARGETS)}, "
-                         f"got {device_target!r}")
+        raise ConfigError(f"device_target: expected one of {', '.join(DEVICE_TARGETS)}, "
+                          f"got {device_target!r}")
     settings = getattr(cfg, name)
+    for key in NON_NEGATIVE_SETTINGS[name]:
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"{name}.{key} must be >= 0, got {getattr(settings, key)}")
     if name == "Momentum":
         return nn.SGD(params, learning_rate=settings.learning_rate, momentum=settings.momentum)
     if warmup_steps is None:
         warmup_steps = settings.warmup_steps
     if warmup_steps > total_steps:
-        raise ValueError(f"{name}.warmup_steps ({warmup_steps}) exceeds the {total_steps} training steps: "
-                         f"the learning rate would never leave warmup; set --{name}.warmup_steps")
+        raise ConfigError(f"{name}.warmup_steps ({warmup_steps}) exceeds the {total_steps} training steps: "
+                          f"the learning rate would never leave warmup; set --{name}.warmup_steps")
     learning_rate = BertLearningRate(settings.learning_rate, settings.end_learning_rate, warmup_steps,
                                      schedule_decay_steps(name, settings.decay_steps, total_steps), settings.power)
     groups = parameter_groups(params, settings.weight_decay)

@@ -41,12 +41,16 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 
 import mindspore as ms
 import numpy as np
+from mindspore import nn
+from mindspore.dataset import Dataset
 
 from src.bert_model import ENCODER_PREFIX
 from src.checkpoint import first_non_finite, read_checkpoint, save_checkpoint_atomic
+from src.config import Config
 from src.errors import UserError
 from src.files import write_text_atomic
 from src.optimizers import BertLearningRate
@@ -85,17 +89,18 @@ class TrainingPlan:
     steps_per_sink: int = 0        # data sinking: optimizer steps per sink (see align_to_sinks); 0: none
 
 
-def checkpoint_paths(checkpoint_dir):
+def checkpoint_paths(checkpoint_dir: str) -> list[str]:
     """Training checkpoints in `checkpoint_dir`, oldest first (by step)."""
     paths = glob.glob(os.path.join(checkpoint_dir, f"{CHECKPOINT_PREFIX}_step_*.ckpt"))
     return sorted(paths, key=checkpoint_step)
 
 
-def checkpoint_step(path):
+def checkpoint_step(path: str) -> int:
     return int(path.rsplit("_", 1)[1].split(".")[0])
 
 
-def save_training_checkpoint(train_cell, plan, global_step, micro_batches_done):
+def save_training_checkpoint(train_cell: BertTrainOneStepCell, plan: TrainingPlan, global_step: int,
+                             micro_batches_done: int) -> str:
     """Write the step's checkpoint, then delete all but the newest `save_checkpoint_num` up to this step."""
     path = os.path.join(plan.checkpoint_dir, f"{CHECKPOINT_PREFIX}_step_{global_step}.ckpt")
     save_checkpoint_atomic(train_cell, path, append_dict={"trained_steps": global_step,
@@ -107,7 +112,7 @@ def save_training_checkpoint(train_cell, plan, global_step, micro_batches_done):
     return path
 
 
-def learning_rate(optimizer, step):
+def learning_rate(optimizer: nn.Optimizer, step: int) -> float:
     """The optimizer's learning rate at `step` (a float), for logging.
 
     A `BertLearningRate` is evaluated on the host from its attributes: running
@@ -120,7 +125,7 @@ def learning_rate(optimizer, step):
     return float(np.asarray(lr.asnumpy()).reshape(-1)[0])
 
 
-def bert_learning_rate_at(schedule, step):
+def bert_learning_rate_at(schedule: BertLearningRate, step: int) -> float:
     """`BertLearningRate.construct` in float32 NumPy, from the schedule's own attributes (its formula and
     argument checks live there; tests/test_pretraining.py holds the two equal)."""
     step, decay_steps = np.float32(step), np.float32(schedule.decay_steps)
@@ -131,7 +136,7 @@ def bert_learning_rate_at(schedule, step):
                  * remaining ** np.float32(schedule.power) + np.float32(schedule.end_learning_rate))
 
 
-def format_duration(seconds):
+def format_duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -145,7 +150,7 @@ class _Log:
     line, so a crash leaves at most a torn last line, which a resume drops.
     """
 
-    def __init__(self, plan, start_step):
+    def __init__(self, plan: TrainingPlan, start_step: int):
         self.plan = plan
         self.metrics = None
         if plan.output_dir and plan.is_main_rank:
@@ -154,7 +159,7 @@ class _Log:
             write_text_atomic("".join(kept), self.path)
             self.metrics = open(self.path, "a", encoding="utf-8")
 
-    def step(self, record):
+    def step(self, record: dict) -> None:
         fraction, epoch = math.modf(record["step"] / self.plan.steps_per_epoch)
         print(f"epoch: {int(epoch)}, current epoch percent: {fraction:.3f}, step: {record['step']}, "
               f"outputs are ({record['loss']:.6f}, {record['overflow']}, {record['loss_scale']:g}), "
@@ -167,13 +172,13 @@ class _Log:
             except OSError as error:
                 raise TrainingError(f"{self.path}: cannot write ({error.strerror})") from None
 
-    def close(self):
+    def close(self) -> None:
         if self.metrics:
             with contextlib.suppress(OSError):  # a failed write was reported already
                 self.metrics.close()
 
 
-def records_up_to(path, step):
+def records_up_to(path: str, step: int) -> list[str]:
     """The lines of metrics.jsonl at `path` whose step is at most `step`, for a resumed run.
 
     A last line without its newline is a record torn by a crash while it was
@@ -200,7 +205,8 @@ def records_up_to(path, step):
     return kept
 
 
-def train(train_cell, dataset, plan, start=None):
+def train(train_cell: BertTrainOneStepCell, dataset: Dataset, plan: TrainingPlan,
+          start: dict | None = None) -> tuple[int, str | None]:
     """Run `train_cell` on `dataset` until `plan.total_steps` optimizer steps are done.
 
     Args:
@@ -249,7 +255,8 @@ def train(train_cell, dataset, plan, start=None):
     return global_step, last_checkpoint
 
 
-def check_overflow_streak(train_cell, plan, global_step, last_checkpoint):
+def check_overflow_streak(train_cell: BertTrainOneStepCell, plan: TrainingPlan, global_step: int,
+                          last_checkpoint: str | None) -> None:
     """Stop the run once the cell has counted `max_overflow_steps_at_floor` consecutive steps whose
     gradients were not finite at the minimum loss scale: a smaller scale cannot help them."""
     streak = int(train_cell.overflow_steps_at_floor.asnumpy())
@@ -258,7 +265,7 @@ def check_overflow_streak(train_cell, plan, global_step, last_checkpoint):
                             f"(step {global_step}); {kept(last_checkpoint)}")
 
 
-def check_finite_loss(loss, global_step, last_checkpoint):
+def check_finite_loss(loss: ms.Tensor, global_step: int, last_checkpoint: str | None) -> None:
     """Stop the run when the loss read at a read point is inf or NaN: the weights have diverged (or the
     data is bad), and the loss scale, which acts on the gradients only, cannot bring it back."""
     value = float(loss.asnumpy())
@@ -267,7 +274,7 @@ def check_finite_loss(loss, global_step, last_checkpoint):
                             f"too high?); {kept(last_checkpoint)}")
 
 
-def check_finite_weights(train_cell, global_step, last_checkpoint):
+def check_finite_weights(train_cell: BertTrainOneStepCell, global_step: int, last_checkpoint: str | None) -> None:
     """Before a save: every parameter of `train_cell` (weights, optimizer state) must be finite, so that no
     checkpoint holds inf or NaN and rotation never deletes the last finite one."""
     bad = first_non_finite((param.name, param) for param in train_cell.get_parameters())
@@ -276,12 +283,13 @@ def check_finite_weights(train_cell, global_step, last_checkpoint):
                             f"saved; {kept(last_checkpoint)}")
 
 
-def kept(last_checkpoint):
+def kept(last_checkpoint: str | None) -> str:
     """The end of a stop message: what the user can resume from."""
     return f"last good checkpoint: {last_checkpoint or 'none written'}"
 
 
-def step_record(train_cell, plan, global_step, outputs, window_start, window_steps):
+def step_record(train_cell: BertTrainOneStepCell, plan: TrainingPlan, global_step: int,
+                outputs: tuple[ms.Tensor, ms.Tensor, ms.Tensor], window_start: float, window_steps: int) -> dict:
     """The log record of `global_step` from the cell's last outputs; speed over the steps since `window_start`."""
     loss, overflow, scale = (output.asnumpy() for output in outputs)  # waits for the device
     elapsed = time.time() - window_start
@@ -293,7 +301,8 @@ def step_record(train_cell, plan, global_step, outputs, window_start, window_ste
             "eta_s": elapsed / window_steps * (plan.total_steps - global_step), "time": time.time()}
 
 
-def step_runner(train_cell, dataset, plan, micro_done):
+def step_runner(train_cell: BertTrainOneStepCell, dataset: Dataset, plan: TrainingPlan,
+                micro_done: int) -> Callable[[], tuple[ms.Tensor, ...]]:
     """A function that runs the next optimizer step (or sink of `plan.steps_per_sink` steps) and returns
     the cell's outputs of its last micro-batch.
 
@@ -312,19 +321,19 @@ def step_runner(train_cell, dataset, plan, micro_done):
     return sink(train_cell, stream, sink_size=(plan.steps_per_sink or 1) * plan.micro_batches_per_step)
 
 
-def host_sink(fn, dataset, sink_size=1):
+def host_sink(fn: Callable, dataset: Dataset, sink_size: int = 1) -> Callable[[], tuple[ms.Tensor, ...]]:
     """`mindspore.data_sink` fed from the host: each call runs `fn` on the next `sink_size` batches of
     `dataset` and returns its last outputs."""
     batches = dataset.create_tuple_iterator(num_epochs=1)
 
-    def run():
+    def run() -> tuple[ms.Tensor, ...]:
         for _ in range(sink_size):
             outputs = fn(*next(batches))
         return outputs
     return run
 
 
-def data_sink_steps(enable_data_sink, steps, device_target):
+def data_sink_steps(enable_data_sink: str | bool, steps: int, device_target: str) -> int:
     """Optimizer steps per sink (0: no sinking) for the job's `enable_data_sink` and `data_sink_steps`.
 
     `auto` sinks where MindSpore can (SINK_TARGETS); `true` elsewhere (CPU)
@@ -336,7 +345,7 @@ def data_sink_steps(enable_data_sink, steps, device_target):
     return steps if choice else 0
 
 
-def align_to_sinks(plan):
+def align_to_sinks(plan: TrainingPlan) -> TrainingPlan:
     """With sinking, the host acts between sinks only: the run's length is rounded down and the log and
     checkpoint intervals up to whole sinks (a note says so), as the zoo trains train_steps // data_sink_steps
     sinks."""
@@ -356,7 +365,7 @@ def align_to_sinks(plan):
     return dataclasses.replace(plan, **aligned)
 
 
-def read_training_state(path):
+def read_training_state(path: str) -> tuple[dict[str, ms.Parameter], dict | None]:
     """(parameter dict, start dict or None) of a checkpoint; start is None for weights-only files."""
     params = read_checkpoint(path)
     if not all(key in params for key in STATE_KEYS):
@@ -365,7 +374,7 @@ def read_training_state(path):
     return params, start
 
 
-def check_no_foreign_checkpoints(checkpoint_dir, load_checkpoint_path):
+def check_no_foreign_checkpoints(checkpoint_dir: str, load_checkpoint_path: str) -> None:
     """A fresh run must not mix its checkpoints with another run's (rotation would delete them)."""
     existing = checkpoint_paths(checkpoint_dir)
     if existing and not load_checkpoint_path:
@@ -374,7 +383,7 @@ def check_no_foreign_checkpoints(checkpoint_dir, load_checkpoint_path):
                             "another --output_dir / --save_checkpoint_path")
 
 
-def check_training_config(cfg):
+def check_training_config(cfg: Config) -> None:
     """Counts that must be positive, checked before any data is read."""
     for key in ("batch_size", "accumulation_steps", "save_checkpoint_num", "log_every_steps", "epoch_size",
                 "max_overflow_steps_at_floor", "data_sink_steps"):
@@ -387,7 +396,7 @@ def check_training_config(cfg):
         raise TrainingError(f"save_checkpoint_steps must be >= 0 (0: only at the end), got {cfg.save_checkpoint_steps}")
 
 
-def build_train_cell(network, optimizer, cfg):
+def build_train_cell(network: nn.Cell, optimizer: nn.Optimizer, cfg: Config) -> BertTrainOneStepCell:
     """`BertTrainOneStepCell` with the loss-scale, clipping and accumulation settings of `cfg`."""
     scale_update_cell = None
     if cfg.enable_lossscale:
@@ -397,13 +406,15 @@ def build_train_cell(network, optimizer, cfg):
                                 cfg.gradient_clip_norm, cfg.enable_global_norm)
 
 
-def restore(train_cell, network, path):
+def restore(train_cell: BertTrainOneStepCell, network: nn.Cell, path: str) -> dict | None:
     """Load `path` into the run: a training checkpoint resumes everything (returns its
     start position and `path`); a weights-only checkpoint initialises `network` (returns None).
 
     A weights-only checkpoint must hold the whole encoder (`bert.*`); heads it
     lacks (e.g. converted from a Hugging Face BertModel) keep their random
-    initialisation, and a line says so.
+    initialisation, and a line says so. Unlike fine-tuning's start
+    (`src.checkpoint.load_encoder`, which ignores every head), the heads it holds
+    are loaded: pretraining continues them.
     """
     from src.checkpoint import load_params_into
     params, start = read_training_state(path)

@@ -256,6 +256,20 @@ def test_labels_beyond_num_class(data, tmp_path, capsys):
     assert len(lines) == 1 and "does not fit --num_class=2" in lines[0]
 
 
+@pytest.mark.parametrize("flag, message", [
+    ("--AdamWeightDecay.learning_rate=0", "learning_rate must be positive, got 0.0"),
+    ("--AdamWeightDecay.weight_decay=-0.1", "AdamWeightDecay.weight_decay must be >= 0, got -0.1"),
+    ("--AdamWeightDecay.beta1=1.0", "beta1 must be in (0, 1), got 1.0"),
+    ("--AdamWeightDecay.decay_steps=0", "AdamWeightDecay.decay_steps: expected a number of steps >= 1"),
+    ("--optimizer=Adam", "optimizer: expected one of Lamb, AdamWeightDecay, Momentum, got 'Adam'"),
+])
+def test_a_bad_optimizer_setting_is_one_line(data, tmp_path, capsys, flag, message):
+    lines = run_expecting_exit(run_classifier.main, tiny_job(
+        tmp_path, CHINESE_VOCAB_SIZE, SEQ, "--do_train=true", f"--num_class={NUM_TNEWS_LABELS}",
+        f"--train_data_file_path={data / 'tnews' / 'train.tfrecord'}", flag), capsys)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+
+
 def test_a_checkpoint_of_another_task_is_refused(data, tmp_path, capsys):
     preset_tiny = tiny_config(vocab_size=CHINESE_VOCAB_SIZE, seq_length=SEQ, type_vocab_size=16,
                               max_position_embeddings=512)
