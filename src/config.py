@@ -32,10 +32,15 @@ import os
 import re
 import sys
 import textwrap
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NoReturn
 
 import yaml
 
 from src.errors import UserError
+
+if TYPE_CHECKING:  # src.bert_model imports MindSpore: only where a model is wanted
+    from src.bert_model import BertConfig
 
 # The section of BertConfig amendments: its fields are optional (the preset supplies the rest).
 MODEL_SECTION = "model"
@@ -61,7 +66,7 @@ class ConfigError(UserError):
 class Config:
     """Read-only attribute access to a nested dict: `cfg.optimizer.learning_rate`."""
 
-    def __init__(self, values):
+    def __init__(self, values: dict):
         object.__setattr__(self, "_values", values)
 
     def __getattr__(self, name):
@@ -77,11 +82,12 @@ class Config:
     def __contains__(self, name):
         return name in self._values
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
+        """A deep copy of the values, as nested dicts."""
         return copy.deepcopy(self._values)
 
 
-def load_config(default_yaml, argv):
+def load_config(default_yaml: str, argv: list[str]) -> Config:
     """Load `default_yaml` (or `--config_path`), apply `--key value` overrides, resolve the model.
 
     Returns a `Config`; `cfg.model` holds every `BertConfig` field and
@@ -104,14 +110,14 @@ def load_config(default_yaml, argv):
     return Config(values)
 
 
-def bert_config(cfg):
+def bert_config(cfg: Config) -> "BertConfig":
     """The `BertConfig` of a loaded config, for the job's `device_target` (`compute_type: auto` becomes
     that target's precision); a bad combination raises ConfigError."""
     from src.device import job_target
     return concrete_bert_config(cfg.model.to_dict(), job_target(cfg), "model")
 
 
-def concrete_bert_config(fields, device_target, source):
+def concrete_bert_config(fields: dict, device_target: str, source: str) -> "BertConfig":
     """`BertConfig(**fields)` for a resolved `device_target`: `compute_type: auto` (the default, kept in
     the files we write) becomes float16 on Ascend/GPU, float32 on CPU (`src.device.compute_type_for`),
     so that a model is always built with a concrete dtype. `source` names the fields in errors."""
@@ -127,7 +133,7 @@ def concrete_bert_config(fields, device_target, source):
         raise ConfigError(f"{source}: {error}") from None
 
 
-def parse_overrides(argv):
+def parse_overrides(argv: list[str]) -> dict[str, str]:
     """['--a.b', '1', '--c=2', ...] -> {'a.b': '1', 'c': '2'} (raw strings, typed later).
 
     A key takes the next argument as its value unless it is written `--key=value`;
@@ -141,7 +147,7 @@ def parse_overrides(argv):
     return overrides
 
 
-def split_flags(argv):
+def split_flags(argv: list[str]) -> list[tuple[str, str]]:
     """['--a', '1', '--b=2'] -> [('a', '1'), ('b', '2')], in order; a key without a value raises ConfigError."""
     pairs = []
     position = 0
@@ -186,7 +192,7 @@ def read_text(path: str, flag: str = "") -> str:
         raise ConfigError(f"{where}: cannot read config file ({error.strerror})") from None
 
 
-def dotted_items(values, prefix=""):
+def dotted_items(values: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
     """('a.b', value) for every leaf of a nested mapping (a list's items under its key), in file order."""
     for key, value in values.items():
         dotted = f"{prefix}{key}"
@@ -198,7 +204,7 @@ def dotted_items(values, prefix=""):
             yield dotted, value
 
 
-def missing_keys(defaults, values, prefix=""):
+def missing_keys(defaults: dict, values: dict, prefix: str = "") -> list[str]:
     """Keys of `defaults` absent from `values`, dotted; a missing section is named once, without its keys."""
     missing = []
     for key, default in defaults.items():
@@ -209,7 +215,7 @@ def missing_keys(defaults, values, prefix=""):
     return missing
 
 
-def check_has_keys(values, defaults, yaml_path, default_yaml):
+def check_has_keys(values: dict, defaults: dict, yaml_path: str, default_yaml: str) -> None:
     """A `--config_path` file must hold every key of the job's own YAML (`defaults`): the job reads them all.
     The `model` section is exempt: its fields amend the preset."""
     missing = missing_keys({key: value for key, value in defaults.items() if key != MODEL_SECTION}, values)
@@ -220,7 +226,7 @@ def check_has_keys(values, defaults, yaml_path, default_yaml):
                           f"{os.path.basename(default_yaml)}: {shown}{more}")
 
 
-def set_override(values, dotted_key, raw, yaml_path):
+def set_override(values: dict, dotted_key: str, raw: str, yaml_path: str) -> None:
     """Set `values[a][b]` for 'a.b' to `raw` converted to the type of the existing value."""
     *sections, name = dotted_key.split(".")
     node = values
@@ -234,7 +240,7 @@ def set_override(values, dotted_key, raw, yaml_path):
     node[name] = convert(raw, node[name], f"--{dotted_key}")
 
 
-def convert(raw, default, where):
+def convert(raw: str, default: object, where: str) -> object:
     """Parse the command-line string `raw` as a value of the same type as `default`."""
     if isinstance(default, dict):
         raise ConfigError(f"{where}: is a section; set its keys as {where}.KEY=VALUE")
@@ -267,12 +273,12 @@ def convert(raw, default, where):
     return value
 
 
-def parse_bool(text):
+def parse_bool(text: str) -> bool | None:
     """'true'/'false' in any case -> bool; anything else -> None (never Python's bool('false') == True)."""
     return {"true": True, "false": False}.get(text.lower())
 
 
-def bool_flag(text):
+def bool_flag(text: str) -> bool:
     """argparse `type` for true/false flags of the command-line tools that do not use a YAML file."""
     value = parse_bool(text)
     if value is None:
@@ -292,14 +298,14 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{action.help} (default: {shown.replace('%', '%%')})"
 
 
-def command_parser(description):
+def command_parser(description: str) -> argparse.ArgumentParser:
     """The argument parser of a command-line tool without a YAML file: no abbreviated options (`--max_seq_len`
     must not silently mean `--max_seq_length`), every default shown by --help."""
     return argparse.ArgumentParser(description=description, allow_abbrev=False,
                                    formatter_class=DefaultsHelpFormatter)
 
 
-def resolve_model(values, yaml_path):
+def resolve_model(values: dict, yaml_path: str) -> dict:
     """Merge preset, `model_config` file and the YAML `model` section into all BertConfig fields.
 
     `compute_type` defaults to auto, which `bert_config` resolves for the job's device.
@@ -317,7 +323,7 @@ def resolve_model(values, yaml_path):
     return model
 
 
-def checked_model_fields(fields, defaults, source):
+def checked_model_fields(fields: object, defaults: dict, source: str) -> dict:
     """Check a YAML `model` mapping against BertConfig's fields and their types."""
     if not isinstance(fields, dict):
         raise ConfigError(f"{source}: 'model' must be a mapping of BertConfig fields")
@@ -329,7 +335,8 @@ def checked_model_fields(fields, defaults, source):
     return checked
 
 
-def did_you_mean(name, known):
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """' (did you mean X?)' naming the closest of `known` to the unknown `name`, or ''."""
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -345,7 +352,7 @@ class KeyDoc:
     is_section: bool  # `key:` with nothing after it: holds nested keys
 
 
-def documented_keys(text):
+def documented_keys(text: str) -> list[KeyDoc]:
     """Every key of a YAML file's text with its comments, in file order.
 
     Reads the block style our files use (one `key: value` per line, nesting by
@@ -381,14 +388,14 @@ def documented_keys(text):
     return docs
 
 
-def print_help(default_yaml, argv):
+def print_help(default_yaml: str, argv: list[str]) -> NoReturn:
     """Print the keys of the job's YAML (or of `--config_path` in `argv`) and exit 0, as argparse's --help."""
     yaml_path = parse_overrides(argv).get("config_path", default_yaml)
     print(help_text(yaml_path, os.path.basename(sys.argv[0])))
     sys.exit(0)
 
 
-def help_text(yaml_path, prog):
+def help_text(yaml_path: str, prog: str) -> str:
     """Usage, the file's opening comment, then each key with its default and description, by group."""
     read_yaml(yaml_path)  # a missing or malformed file: the one-line error of a run
     text = read_text(yaml_path)
@@ -408,7 +415,7 @@ def help_text(yaml_path, prog):
     return "\n".join(lines)
 
 
-def help_entry(flag, description):
+def help_entry(flag: str, description: str) -> list[str]:
     """['  --key default    description...'] wrapped in the description column, below a flag too long for it."""
     indent = " " * HELP_KEY_WIDTH
     body = textwrap.wrap(description, HELP_WIDTH, initial_indent=indent, subsequent_indent=indent)

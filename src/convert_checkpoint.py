@@ -56,10 +56,12 @@ and every parameter is found; otherwise the offending names and shapes are
 listed on one line and the exit code is 2.
 """
 
+import argparse
 import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -88,7 +90,7 @@ HF_BASE_PREFIX = "bert."
 QKV = {"query": "query", "key": "key", "value": "value"}
 
 
-def compile_template(template, spellings):
+def compile_template(template: str, spellings: dict[str, dict[str, str]]) -> re.Pattern:
     """A template such as 'encoder.layer.{n}.{wb}' -> a regex with one named group per placeholder."""
     parts = re.split(r"\{(\w+)\}", template)  # literal, placeholder, literal, ...
     pattern = ""
@@ -117,7 +119,8 @@ class NameTable:
         normalise (callable): applied to their names before matching.
     """
 
-    def __init__(self, title, rows, spellings, transposed_suffix=None, normalise=None):
+    def __init__(self, title: str, rows: list[tuple[str, str]], spellings: dict[str, dict[str, str]],
+                 transposed_suffix: str | None = None, normalise: Callable[[str], str] | None = None):
         self.title = title
         self.rows = list(rows)
         self.spellings = spellings
@@ -127,23 +130,24 @@ class NameTable:
         self._to_ours = [(compile_template(theirs, spellings), ours, spellings) for theirs, ours in self.rows]
         self._to_theirs = [(compile_template(ours, reverse), theirs, reverse) for theirs, ours in self.rows]
 
-    def with_rows(self, rows):
+    def with_rows(self, rows: list[tuple[str, str]]) -> "NameTable":
         """The same table with more rows (e.g. a task head)."""
         return NameTable(self.title, self.rows + list(rows), self.spellings, self.transposed_suffix, self.normalise)
 
-    def ours(self, their_name):
+    def ours(self, their_name: str) -> str | None:
         """Our name for one of theirs, or None."""
         return translate(self.normalise(their_name), self._to_ours)
 
-    def theirs(self, our_name):
+    def theirs(self, our_name: str) -> str | None:
         """Their (normalised) name for one of ours, or None."""
         return translate(our_name, self._to_theirs)
 
-    def is_transposed(self, their_name):
+    def is_transposed(self, their_name: str) -> bool:
+        """Whether their tensor `their_name` is stored [in, out] (ours are [out, in])."""
         return bool(self.transposed_suffix) and their_name.endswith(self.transposed_suffix)
 
 
-def translate(name, compiled_rows):
+def translate(name: str, compiled_rows: list[tuple[re.Pattern, str, dict]]) -> str | None:
     """The target name of the first row whose pattern matches `name`, its placeholders respelled; or None."""
     for pattern, target, spellings in compiled_rows:
         match = pattern.fullmatch(name)
@@ -154,7 +158,7 @@ def translate(name, compiled_rows):
     return None
 
 
-def normalise_hf_name(name):
+def normalise_hf_name(name: str) -> str:
     """Drop the `bert.` prefix of task and pretraining models; older files' LayerNorm gamma/beta -> weight/bias."""
     name = name[len(HF_BASE_PREFIX):] if name.startswith(HF_BASE_PREFIX) else name
     return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
@@ -218,7 +222,7 @@ POOLER_PREFIX = "bert.dense."
 HF_PRETRAINING, HF_ENCODER = "BertForPreTraining", "BertModel"
 
 
-def hf_names(task=None):
+def hf_names(task: str | None = None) -> NameTable:
     """HF_NAMES, plus the head of the task's Hugging Face class as our `dense_1`."""
     if not task:
         return HF_NAMES
@@ -263,7 +267,7 @@ class Conversion:
     """What an import wrote: the model, the tensors under our names, and the task if any."""
     config: BertConfig
     tensors: dict
-    task: str = None
+    task: str | None = None
     settings: dict = dataclasses.field(default_factory=dict)  # of a task model: num_class, labels
     notes: list = dataclasses.field(default_factory=list)
 
@@ -275,7 +279,8 @@ def parameter_shapes(config: BertConfig, task: str | None = None, settings: dict
     return {param.name: tuple(param.shape) for param in net.get_parameters()}
 
 
-def map_to_ours(tensors, table, shapes):
+def map_to_ours(tensors: dict[str, np.ndarray], table: NameTable,
+                shapes: dict[str, tuple]) -> tuple[dict[str, np.ndarray], list[str]]:
     """{their name: array} -> ({our name: float32 array, in our layout}, [problems])."""
     converted, problems = {}, []
     for name, array in tensors.items():
@@ -294,7 +299,8 @@ def map_to_ours(tensors, table, shapes):
     return converted, problems
 
 
-def missing_problems(converted, shapes, optional=()):
+def missing_problems(converted: dict[str, np.ndarray], shapes: dict[str, tuple],
+                     optional: Sequence[str] = ()) -> list[str]:
     """Every name of `shapes` must be converted, except that those in `optional` may be absent together."""
     problems = [f"missing tensor for {name} {shape}" for name, shape in shapes.items()
                 if name not in converted and name not in optional]
@@ -305,7 +311,8 @@ def missing_problems(converted, shapes, optional=()):
     return problems
 
 
-def check_layout(tensors, converted, table, path, source):
+def check_layout(tensors: dict[str, np.ndarray], converted: dict[str, np.ndarray], table: NameTable, path: str,
+                 source: str) -> None:
     """A file none of whose tensors has a name of `table` gets one line of its own, not a list of them all."""
     if tensors and not converted:
         examples = ", ".join(list(tensors)[:3])
@@ -313,7 +320,7 @@ def check_layout(tensors, converted, table, path, source):
                               f"({examples}, ...): is --source {source} right?")
 
 
-def refuse(problems, path):
+def refuse(problems: list[str], path: str) -> None:
     """Raise one ConversionError listing `problems` (the first MAX_LISTED_PROBLEMS of them), if any."""
     if problems:
         listed = problems[:MAX_LISTED_PROBLEMS]
@@ -322,7 +329,9 @@ def refuse(problems, path):
         raise ConversionError(f"{path}: " + "; ".join(listed))
 
 
-def convert_tensors(tensors, table, shapes, path, source, optional=(), defaults=None, other_problems=()):
+def convert_tensors(tensors: dict[str, np.ndarray], table: NameTable, shapes: dict[str, tuple], path: str, source: str,
+                    optional: Sequence[str] = (), defaults: dict[str, np.ndarray] | None = None,
+                    other_problems: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Map `tensors` to our names and check them against `shapes`, or raise listing every problem.
 
     Args:
@@ -345,7 +354,7 @@ def convert_tensors(tensors, table, shapes, path, source, optional=(), defaults=
     return converted
 
 
-def pretraining_heads(shapes):
+def pretraining_heads(shapes: dict[str, tuple]) -> list[str]:
     """Our names outside the encoder: a checkpoint may hold all of them or none."""
     return [name for name in shapes if not name.startswith(ENCODER_PREFIX)]
 
@@ -353,14 +362,14 @@ def pretraining_heads(shapes):
 def write_ms_checkpoint(conversion: Conversion, shapes: dict, output_path: str, source: str) -> None:
     """FILE.ckpt (tensors in the model's parameter order) and FILE.yaml (task and settings, model section),
     laid out as fine-tuning's <task>.yaml (src.tasks.save_task_model)."""
-    order = [name for name in shapes if name in conversion.tensors]
+    params = [{"name": name, "data": ms.Tensor(conversion.tensors[name])} for name in shapes
+              if name in conversion.tensors]
     # compute_type auto: the device that loads the model picks its precision (src.device.compute_type_for).
-    save_task_model([{"name": name, "data": ms.Tensor(conversion.tensors[name])} for name in order], output_path,
-                    conversion.task, conversion.settings, dict(dataclasses.asdict(conversion.config), compute_type=AUTO),
-                    f"converted from {source}")
+    model = dict(dataclasses.asdict(conversion.config), compute_type=AUTO)
+    save_task_model(params, output_path, conversion.task, conversion.settings, model, f"converted from {source}")
 
 
-def bert_config_from_fields(source_config, keys, path, **extra):
+def bert_config_from_fields(source_config: dict, keys: Sequence[str], path: str, **extra: object) -> BertConfig:
     """BertConfig from the `keys` of a source config dict plus `extra` fields."""
     missing = [key for key in keys if key not in source_config]
     if missing:
@@ -374,7 +383,7 @@ def bert_config_from_fields(source_config, keys, path, **extra):
         raise ConversionError(f"{path}: {error}") from None
 
 
-def layout_hint(directory):
+def layout_hint(directory: str) -> str:
     """' (... use --source X)' when `directory` looks like the other importable layout."""
     if os.path.isfile(os.path.join(directory, GOOGLE_CONFIG)):
         return f" ({GOOGLE_CONFIG} found: a Google checkpoint? use --source google)"
@@ -385,7 +394,7 @@ def layout_hint(directory):
 
 # ---------------------------------------------------------------- Hugging Face -> ours
 
-def bert_config_from_hf(hf_config, path):
+def bert_config_from_hf(hf_config: dict, path: str) -> BertConfig:
     """BertConfig from a Hugging Face config.json dict; unsupported variants raise."""
     if hf_config.get("model_type", "bert") != "bert":
         raise ConversionError(f"{path}: model_type {hf_config['model_type']!r} is not 'bert'")
@@ -396,13 +405,13 @@ def bert_config_from_hf(hf_config, path):
     return bert_config_from_fields(hf_config, HF_CONFIG_FIELDS, path)
 
 
-def hf_task(hf_config):
+def hf_task(hf_config: dict) -> str | None:
     """Our task for the config's `architectures` (None: BertModel, BertForPreTraining or unnamed)."""
     architectures = hf_config.get("architectures") or []
     return next((name for name, task in TASKS.items() if task.hf_class in architectures), None)
 
 
-def hf_num_class(hf_config, tensors, task, path):
+def hf_num_class(hf_config: dict, tensors: dict[str, np.ndarray], task: str, path: str) -> int:
     """Number of outputs of the task head: rows of the head's weight, which `id2label` must agree with."""
     if task == "squad":
         return NUM_SPAN_LOGITS
@@ -421,7 +430,7 @@ def hf_num_class(hf_config, tensors, task, path):
     return num_class
 
 
-def hf_labels(hf_config, num_class):
+def hf_labels(hf_config: dict, num_class: int) -> list[str] | None:
     """config.json's id2label as a list in id order, or None when it does not name every class."""
     id2label = hf_config.get("id2label")
     if not isinstance(id2label, dict) or sorted(map(str, id2label)) != sorted(map(str, range(num_class))):
@@ -429,7 +438,7 @@ def hf_labels(hf_config, num_class):
     return [str(id2label.get(str(i), id2label.get(i))) for i in range(num_class)]
 
 
-def tied_problems(tensors):
+def tied_problems(tensors: dict[str, np.ndarray]) -> list[str]:
     """The MLM decoder must be tied (our head has no decoder of its own)."""
     by_name = {normalise_hf_name(name): array for name, array in tensors.items()}
     return [f"{tied} differs from {description} {source} (untied decoders are not supported)"
@@ -437,7 +446,7 @@ def tied_problems(tensors):
             if tied in by_name and not np.array_equal(by_name[tied], by_name.get(source))]
 
 
-def convert_hf(input_dir, output_path):
+def convert_hf(input_dir: str, output_path: str) -> Conversion:
     """Convert a Hugging Face BERT directory; writes `output_path` and its `.yaml`. Returns a Conversion."""
     config_path, weights_path = os.path.join(input_dir, HF_CONFIG), os.path.join(input_dir, HF_WEIGHTS)
     for path in (config_path, weights_path):
@@ -476,7 +485,7 @@ def convert_hf(input_dir, output_path):
 
 # ---------------------------------------------------------------- Google TensorFlow -> ours
 
-def bert_config_from_google(google_config, path):
+def bert_config_from_google(google_config: dict, path: str) -> BertConfig:
     """BertConfig from a bert_config.json dict; `use_relative_position` (Huawei's NEZHA) gives NEZHA."""
     extra = {}
     if google_config.get("use_relative_position", False):
@@ -485,7 +494,7 @@ def bert_config_from_google(google_config, path):
     return bert_config_from_fields(google_config, GOOGLE_CONFIG_FIELDS, path, **extra)
 
 
-def google_paths(input_path, config_file=None):
+def google_paths(input_path: str, config_file: str | None = None) -> tuple[str, str]:
     """(checkpoint prefix, bert_config.json path) for a Google directory or checkpoint prefix."""
     if os.path.isdir(input_path):
         prefix = os.path.join(input_path, GOOGLE_CHECKPOINT)
@@ -503,7 +512,7 @@ def google_paths(input_path, config_file=None):
     return prefix, config_path
 
 
-def read_tf_checkpoint(prefix):
+def read_tf_checkpoint(prefix: str) -> dict[str, np.ndarray]:
     """{variable name: array} of a TensorFlow checkpoint, optimizer state left out."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     import tensorflow as tf  # imported only here: it is slow to import
@@ -516,7 +525,7 @@ def read_tf_checkpoint(prefix):
         raise ConversionError(f"{prefix}: not a readable TensorFlow checkpoint ({reason})") from None
 
 
-def convert_google(input_path, output_path, config_file=None):
+def convert_google(input_path: str, output_path: str, config_file: str | None = None) -> Conversion:
     """Convert Google's TF BERT (or Huawei's NEZHA) checkpoint; writes `output_path` and its `.yaml`."""
     prefix, config_path = google_paths(input_path, config_file)
     config = bert_config_from_google(read_json(config_path), config_path)
@@ -549,7 +558,8 @@ def export_model(config: BertConfig, saved: dict, task: str | None, settings: di
     return architecture, {prefix + param.name: param.asnumpy() for param in net.get_parameters()}
 
 
-def hf_config_for(config, architecture, task=None, num_class=None, labels=None):
+def hf_config_for(config: BertConfig, architecture: str, task: str | None = None, num_class: int | None = None,
+                  labels: list | None = None) -> dict:
     """config.json of the exported model (Hugging Face's BertConfig names); `labels` name the classes."""
     hf_config = {"architectures": [architecture], "model_type": "bert"}
     hf_config.update({key: getattr(config, key) for key in HF_CONFIG_FIELDS})
@@ -562,14 +572,15 @@ def hf_config_for(config, architecture, task=None, num_class=None, labels=None):
     return hf_config
 
 
-def save_safetensors_atomic(tensors, path):
+def save_safetensors_atomic(tensors: dict[str, np.ndarray], path: str) -> None:
     """model.safetensors, written atomically and readable by all (as save_pretrained leaves it)."""
     # The "pt" format tag is what transformers checks.
     replace_atomically(path, lambda tmp_path: save_file(tensors, tmp_path, metadata={"format": "pt"}),
                        suffix=".safetensors", mode=TEXT_FILE_MODE)
 
 
-def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
+def export_hf(checkpoint_path: str, output_dir: str, model_config: str | None = None,
+              task: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
     """Write `output_dir`/config.json + model.safetensors from one of our checkpoints.
 
     Returns (architecture, {Hugging Face name: array}).
@@ -622,7 +633,8 @@ def export_hf(checkpoint_path, output_dir, model_config=None, task=None):
 DIRECTIONS = {("hf", "ms"), ("google", "ms"), ("ms", "hf")}
 
 
-def check_flags(args):
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse a direction or a flag the conversion does not take."""
     if (args.source, args.to) not in DIRECTIONS:
         raise ConversionError(f"--source {args.source} --to {args.to}: supported are hf -> ms, google -> ms "
                               "and ms -> hf")
@@ -634,7 +646,7 @@ def check_flags(args):
         raise ConversionError(f"--output {args.output!r}: expected a file name ending in .ckpt")
 
 
-def parse_args(argv):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = command_parser(__doc__.split("\n")[0])
     parser.add_argument("--source", required=True, choices=["hf", "google", "ms"],
                         help="format of the input: hf (Hugging Face directory), google (TensorFlow BERT or NEZHA "
@@ -655,7 +667,7 @@ def parse_args(argv):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_flags(args)
     if args.to == "hf":
