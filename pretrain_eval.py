@@ -25,11 +25,13 @@ import sys
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
+from mindspore.dataset import Dataset
 
 from src.bert_for_pre_training import BertPreTraining, masked_lm_nll
+from src.bert_model import BertConfig
 from src.checkpoint import load_params_into, read_checkpoint
 from src.columns import column_names
-from src.config import ConfigError, bert_config, load_config
+from src.config import Config, ConfigError, bert_config, load_config
 from src.dataset import DatasetError, check_task_data, create_dataset, fixed_shapes, pad_rows
 from src.device import init_device
 from src.errors import exit_on_user_error
@@ -55,12 +57,13 @@ class PretrainingMetrics(nn.Cell):
         padding rows of a padded last batch can be left out of the sums.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: BertConfig):
         super().__init__(auto_prefix=False)
         self.bert = BertPreTraining(config, is_training=False)
 
-    def construct(self, input_ids, input_mask, token_type_ids, next_sentence_labels,
-                  masked_lm_positions, masked_lm_ids, masked_lm_weights):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor,
+                  next_sentence_labels: ms.Tensor, masked_lm_positions: ms.Tensor, masked_lm_ids: ms.Tensor,
+                  masked_lm_weights: ms.Tensor) -> ms.Tensor:
         mlm_log_probs, nsp_log_probs = self.bert(input_ids=input_ids, input_mask=input_mask,
                                                  token_type_ids=token_type_ids, masked_lm_positions=masked_lm_positions)
         labels = masked_lm_ids.reshape(-1)                                          # [B * P]
@@ -76,7 +79,7 @@ class PretrainingMetrics(nn.Cell):
         return ops.stack([mlm[0], mlm[1], mlm[2], nsp_correct, mlm[3], mlm[4]], axis=1)  # [B, 6]
 
 
-def evaluate(metrics_net, dataset, pad_last_batch=None):
+def evaluate(metrics_net: PretrainingMetrics, dataset: Dataset, pad_last_batch: bool | None = None) -> dict:
     """Run over `dataset`; returns the metrics dict.
 
     With `pad_last_batch` (by default where `fixed_shapes` says so for MindSpore's
@@ -108,7 +111,7 @@ def evaluate(metrics_net, dataset, pad_last_batch=None):
             "nsp_majority_accuracy": max(random_next, sequences - random_next) / sequences}
 
 
-def perplexity(loss):
+def perplexity(loss: float) -> float:
     """exp(loss); inf where that overflows a float (loss above about 709), so that the results are refused
     as not finite rather than ending in an OverflowError."""
     try:
@@ -118,7 +121,7 @@ def perplexity(loss):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> dict:
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
     if not cfg.load_checkpoint_path:
         raise ConfigError("--load_checkpoint_path: the checkpoint to evaluate is required")
@@ -132,7 +135,7 @@ def main(argv=None):
         return evaluate_checkpoint(cfg, config)
 
 
-def evaluate_checkpoint(cfg, config):
+def evaluate_checkpoint(cfg: Config, config: BertConfig) -> dict:
     """Evaluate `load_checkpoint_path` on `data_dir`: print the results and write them into `output_dir`."""
     dataset = create_dataset(cfg.data_dir, column_names("pretraining"), cfg.batch_size, schema_dir=cfg.schema_dir,
                              dataset_format=cfg.dataset_format, seq_length=config.seq_length, drop_remainder=False)

@@ -14,10 +14,11 @@ import mindspore as ms
 import mindspore.dataset as ds
 
 from src.bert_for_pre_training import BertNetworkWithLoss
+from src.bert_model import BertConfig
 from src.checkpoint import weights_fingerprint
-from src.config import ConfigError, bert_config, load_config
+from src.config import Config, ConfigError, bert_config, load_config
 from src.dataset import check_task_data, create_bert_dataset
-from src.device import init_device, node_local_rank
+from src.device import RunSetup, init_device, node_local_rank
 from src.errors import exit_on_user_error
 from src.optimizers import build_optimizer
 from src.plotting import plot_training
@@ -27,7 +28,7 @@ from src.training import (METRICS_FILE, TRAIN_STEPS_FROM_EPOCHS, TrainingPlan, a
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrain_config.yaml")
 LOSS_PLOT = "loss.png"
-def saves_checkpoints(device_num, rank, local_rank):
+def saves_checkpoints(device_num: int, rank: int, local_rank: int | None) -> bool:
     """Whether this process writes the checkpoints: in a distributed run each server's first process
     (`local_rank` 0), so every server holds its own copy to resume from without a shared filesystem;
     global rank 0 where the launcher exported no local rank; a single process always."""
@@ -36,21 +37,21 @@ def saves_checkpoints(device_num, rank, local_rank):
     return rank == 0 if local_rank is None else local_rank == 0
 
 
-def check_resume_file(path, rank):
+def check_resume_file(path: str, rank: int) -> None:
     """Every rank reads `load_checkpoint_path` on its own server: fail before any work if it is not there."""
     if path and not os.path.isfile(path):
         raise ConfigError(f"load_checkpoint_path {path}: no such file on this server (rank {rank}); without a "
                           "shared filesystem each server resumes from the checkpoint its first rank saved")
 
 
-def checkpoint_directory(cfg):
+def checkpoint_directory(cfg: Config) -> str:
     """Where the training checkpoints go; "" when they are off."""
     if not cfg.enable_save_ckpt:
         return ""
     return cfg.save_checkpoint_path or os.path.join(cfg.output_dir, "checkpoints")
 
 
-def held_directories(cfg, rank):
+def held_directories(cfg: Config, rank: int) -> list[tuple[str, str]]:
     """(directory, flag) that this process holds for the run (src/run_directory.py): rank 0, which alone
     writes the metrics, holds output_dir and the checkpoint directory. The other ranks hold none: where
     servers share a filesystem, their first processes save into the directory rank 0 holds."""
@@ -59,7 +60,7 @@ def held_directories(cfg, rank):
     return [(cfg.output_dir, "output_dir"), (checkpoint_directory(cfg), "save_checkpoint_path")]
 
 
-def plan_training(cfg, dataset, device_num, rank, local_rank):
+def plan_training(cfg: Config, dataset: ds.Dataset, device_num: int, rank: int, local_rank: int | None) -> TrainingPlan:
     micro_batches = dataset.get_dataset_size()
     steps_per_epoch = micro_batches // cfg.accumulation_steps
     if steps_per_epoch < 1:
@@ -78,7 +79,7 @@ def plan_training(cfg, dataset, device_num, rank, local_rank):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: list[str] | None = None) -> str | None:
     cfg = load_config(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
     config = bert_config(cfg)
     check_training_config(cfg)
@@ -92,7 +93,7 @@ def main(argv=None):
         return pretrain(cfg, config, device, local_rank)
 
 
-def pretrain(cfg, config, device, local_rank):
+def pretrain(cfg: Config, config: BertConfig, device: RunSetup, local_rank: int | None) -> str | None:
     """The run, in the directories `main` holds; returns the last checkpoint written (or None)."""
     rank, device_num = device.rank, device.group_size
     ms.set_seed(cfg.random_seed)

@@ -36,7 +36,7 @@ Shape letters: B batch, S sequence length, T number of tags.
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.kernel_forms import kernel_forms
+from src.kernel_forms import KernelForms, kernel_forms
 
 
 class CRF(nn.Cell):
@@ -71,7 +71,7 @@ class CRF(nn.Cell):
         float32 scalar, the mean negative log-likelihood of the gold paths.
     """
 
-    def __init__(self, num_tags, forms=None):
+    def __init__(self, num_tags: int, forms: KernelForms | None = None):
         super().__init__()
         if not isinstance(num_tags, int) or isinstance(num_tags, bool) or num_tags < 1:
             raise ValueError(f"num_tags must be a positive int, got {num_tags!r}")
@@ -81,15 +81,15 @@ class CRF(nn.Cell):
         self.start_transitions = ms.Parameter(ops.zeros(num_tags, ms.float32), name="start_transitions")
         self.end_transitions = ms.Parameter(ops.zeros(num_tags, ms.float32), name="end_transitions")
 
-    def construct(self, emissions, tags, mask):
+    def construct(self, emissions: ms.Tensor, tags: ms.Tensor, mask: ms.Tensor) -> ms.Tensor:
         return self.neg_log_likelihood(emissions, tags, mask)
 
-    def loop_counter(self, start):
+    def loop_counter(self, start: int) -> ms.Tensor | int:
         """A sequence loop's counter, starting at `start`: a tensor keeps the loop one
         graph loop, a Python int makes graph mode unroll it (see the module docstring)."""
         return ms.Tensor(start, ms.int32) if self.while_loops else start
 
-    def neg_log_likelihood(self, emissions, tags, mask):
+    def neg_log_likelihood(self, emissions: ms.Tensor, tags: ms.Tensor, mask: ms.Tensor) -> ms.Tensor:
         """Mean over the batch of log Z - score(gold path).
 
         Inputs:
@@ -102,7 +102,7 @@ class CRF(nn.Cell):
         emissions = emissions.astype(ms.float32)
         return (self.log_partition(emissions, mask) - self.path_score(emissions, tags, mask)).mean()
 
-    def path_score(self, emissions, tags, mask):
+    def path_score(self, emissions: ms.Tensor, tags: ms.Tensor, mask: ms.Tensor) -> ms.Tensor:
         """Score of the given tag paths, padding excluded.
 
         Inputs:
@@ -129,7 +129,7 @@ class CRF(nn.Cell):
                 + transition_scores.sum(1)
                 + ops.gather(self.end_transitions, last_tags, 0))
 
-    def log_partition(self, emissions, mask):
+    def log_partition(self, emissions: ms.Tensor, mask: ms.Tensor) -> ms.Tensor:
         """log Z of each sequence (forward algorithm in log space).
 
         alpha[b, j] is the log-sum-exp of the scores of all paths through the
@@ -157,7 +157,7 @@ class CRF(nn.Cell):
             t = t + 1
         return ops.logsumexp(alpha + self.end_transitions, 1)                            # [B]
 
-    def decode(self, emissions, mask):
+    def decode(self, emissions: ms.Tensor, mask: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor]:
         """Viterbi decoding: the highest-scoring tag path of each sequence.
 
         Backtracking runs in the graph (a second loop), so the decoder

@@ -12,8 +12,8 @@ per sequence (max_predictions_per_seq).
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.bert_model import DTYPES, BertModel, dense, gelu, layer_norm, truncated_normal
-from src.kernel_forms import kernel_forms
+from src.bert_model import DTYPES, BertConfig, BertModel, dense, gelu, layer_norm, truncated_normal
+from src.kernel_forms import KernelForms, kernel_forms
 
 # Added to the masked-LM weight sum so that a batch without masked tokens
 # divides by a small number instead of zero (Google BERT's value).
@@ -40,7 +40,7 @@ class MaskedLMHead(nn.Cell):
         float32 [B * P, V] log-probabilities.
     """
 
-    def __init__(self, config, forms):
+    def __init__(self, config: BertConfig, forms: KernelForms):
         super().__init__()
         self.dense = dense(config, config.hidden_size, config.hidden_size, forms)
         self.layernorm = layer_norm(config, forms)
@@ -49,7 +49,8 @@ class MaskedLMHead(nn.Cell):
         self.transposed_decoder_table = forms.transposed_decoder_table
         self.matmul_transpose_b = ops.MatMul(transpose_b=True)
 
-    def construct(self, sequence_output, embedding_table, masked_lm_positions):
+    def construct(self, sequence_output: ms.Tensor, embedding_table: ms.Tensor,
+                  masked_lm_positions: ms.Tensor) -> ms.Tensor:
         batch_size, seq_length, hidden_size = sequence_output.shape
         # Row of each masked position in the flattened [B * S, D] sequence output.
         offsets = (ops.arange(batch_size, dtype=ms.int32) * seq_length).reshape(-1, 1)  # [B, 1]
@@ -77,11 +78,11 @@ class NextSentenceHead(nn.Cell):
         float32 [B, 2] log-probabilities.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Dense(config.hidden_size, NUM_NSP_CLASSES, weight_init=truncated_normal(config))
 
-    def construct(self, pooled_output):
+    def construct(self, pooled_output: ms.Tensor) -> ms.Tensor:
         return ops.log_softmax(self.dense(pooled_output.astype(ms.float32)), axis=-1)
 
 
@@ -99,7 +100,8 @@ class BertPreTraining(nn.Cell):
         nsp_log_probs: float32 [B, 2].
     """
 
-    def __init__(self, config, is_training, use_one_hot_embeddings=False, forms=None):
+    def __init__(self, config: BertConfig, is_training: bool, use_one_hot_embeddings: bool = False,
+                 forms: KernelForms | None = None):
         super().__init__()
         forms = forms or kernel_forms()
         self.bert = BertModel(config, is_training, use_one_hot_embeddings, forms)
@@ -107,19 +109,21 @@ class BertPreTraining(nn.Cell):
         self.nsp_head = NextSentenceHead(config)
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids, masked_lm_positions):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor,
+                  masked_lm_positions: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor]:
         sequence_output, pooled_output, embedding_table = self.bert(
             input_ids=input_ids, token_type_ids=token_type_ids, input_mask=input_mask)  # [B, S, D], [B, D], [V, D]
         return (self.mlm_head(sequence_output, embedding_table, masked_lm_positions),
                 self.nsp_head(pooled_output))
 
 
-def masked_lm_nll(mlm_log_probs, masked_lm_ids):
+def masked_lm_nll(mlm_log_probs: ms.Tensor, masked_lm_ids: ms.Tensor) -> ms.Tensor:
     """-log p(original token) at every prediction slot: [B * P, V], [B, P] -> float32 [B * P]."""
     return -ops.gather_elements(mlm_log_probs, 1, masked_lm_ids.reshape(-1, 1)).reshape(-1)
 
 
-def pretraining_loss(mlm_log_probs, nsp_log_probs, masked_lm_ids, masked_lm_weights, next_sentence_labels):
+def pretraining_loss(mlm_log_probs: ms.Tensor, nsp_log_probs: ms.Tensor, masked_lm_ids: ms.Tensor,
+                     masked_lm_weights: ms.Tensor, next_sentence_labels: ms.Tensor) -> ms.Tensor:
     """Google BERT's pretraining loss: weighted masked-LM cross-entropy + NSP cross-entropy.
 
     The masked-LM term is the mean over the batch's real predictions: padded
@@ -147,13 +151,14 @@ class BertNetworkWithLoss(nn.Cell):
     (`bert.*`, `mlm_head.*`, `nsp_head.*`), the names every checkpoint uses.
     """
 
-    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, is_training: bool, use_one_hot_embeddings: bool = False):
         super().__init__(auto_prefix=False)
         self.bert = BertPreTraining(config, is_training, use_one_hot_embeddings)
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids, next_sentence_labels,
-                  masked_lm_positions, masked_lm_ids, masked_lm_weights):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor,
+                  next_sentence_labels: ms.Tensor, masked_lm_positions: ms.Tensor, masked_lm_ids: ms.Tensor,
+                  masked_lm_weights: ms.Tensor) -> ms.Tensor:
         mlm_log_probs, nsp_log_probs = self.bert(input_ids=input_ids, input_mask=input_mask,
                                                  token_type_ids=token_type_ids, masked_lm_positions=masked_lm_positions)
         return pretraining_loss(mlm_log_probs, nsp_log_probs, masked_lm_ids, masked_lm_weights,

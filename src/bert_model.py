@@ -36,9 +36,9 @@ import math
 import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
-from mindspore.common.initializer import TruncatedNormal, initializer
+from mindspore.common.initializer import Initializer, TruncatedNormal, initializer
 
-from src.kernel_forms import kernel_forms
+from src.kernel_forms import KernelForms, kernel_forms
 from src.kernels.cpu_kernels import BiasGeluKernel, LayerNormKernel
 
 # Added to the attention scores of padded key positions (Google BERT's value):
@@ -121,7 +121,7 @@ class BertConfig:
                              f"max_position_embeddings ({self.max_position_embeddings})")
 
     @property
-    def attention_head_size(self):
+    def attention_head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
 
@@ -137,7 +137,7 @@ PRESETS = {
 }
 
 
-def truncated_normal(config):
+def truncated_normal(config: BertConfig) -> TruncatedNormal:
     """Initialiser: normal(0, initializer_range) truncated at 2 standard deviations."""
     bound = TRUNCATION_SIGMAS * config.initializer_range
     return TruncatedNormal(sigma=config.initializer_range, a=-bound, b=bound)
@@ -152,7 +152,7 @@ class Dense(nn.Cell):
     BiasAddGrad. The mode is read when the graph is compiled.
     """
 
-    def __init__(self, in_channels, out_channels, weight_init, dense_op_in_training):
+    def __init__(self, in_channels: int, out_channels: int, weight_init: Initializer, dense_op_in_training: bool):
         super().__init__()
         self.weight = ms.Parameter(initializer(weight_init, (out_channels, in_channels)), name="weight")
         self.bias = ms.Parameter(initializer("zeros", (out_channels,)), name="bias")
@@ -160,7 +160,7 @@ class Dense(nn.Cell):
         self.bias_add = ops.BiasAdd()
         self.dense_op_in_training = dense_op_in_training
 
-    def construct(self, x):
+    def construct(self, x: ms.Tensor) -> ms.Tensor:
         # The weights in x's type: `to_float(float16)` casts a cell's inputs, not its parameters.
         weight, bias = self.weight.astype(x.dtype), self.bias.astype(x.dtype)
         if self.training and self.dense_op_in_training:
@@ -170,7 +170,7 @@ class Dense(nn.Cell):
         return y.reshape(shape[:-1] + (y.shape[-1],))
 
 
-def dense(config, in_channels, out_channels, forms):
+def dense(config: BertConfig, in_channels: int, out_channels: int, forms: KernelForms) -> Dense:
     """A Dense layer in the kernel `forms` whose matmul runs in `config.compute_type`."""
     layer = Dense(in_channels, out_channels, truncated_normal(config), forms.dense_op_in_training)
     return layer.to_float(DTYPES[config.compute_type])
@@ -193,7 +193,7 @@ class LayerNorm(nn.Cell):
         float32 [..., D].
     """
 
-    def __init__(self, hidden_size, epsilon, composed_in_training, kernel):
+    def __init__(self, hidden_size: int, epsilon: float, composed_in_training: bool, kernel: bool):
         super().__init__()
         self.gamma = ms.Parameter(initializer("ones", (hidden_size,)), name="gamma")
         self.beta = ms.Parameter(initializer("zeros", (hidden_size,)), name="beta")
@@ -202,7 +202,7 @@ class LayerNorm(nn.Cell):
         self.composed_in_training = composed_in_training
         self.kernel = LayerNormKernel(epsilon) if kernel else None
 
-    def construct(self, x, residual=None):
+    def construct(self, x: ms.Tensor, residual: ms.Tensor | None = None) -> ms.Tensor:
         if self.kernel is not None:
             return self.kernel(x, residual, self.gamma, self.beta)
         if residual is not None:
@@ -214,13 +214,13 @@ class LayerNorm(nn.Cell):
         return centered * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
 
 
-def layer_norm(config, forms):
+def layer_norm(config: BertConfig, forms: KernelForms) -> LayerNorm:
     """LayerNorm over the hidden size in the kernel `forms`."""
     return LayerNorm(config.hidden_size, config.layer_norm_eps, forms.composed_training_layer_norm,
                      forms.layer_norm_kernel)
 
 
-def gelu(x):
+def gelu(x: ms.Tensor) -> ms.Tensor:
     """Exact GELU, x * Phi(x) with the normal CDF from erf, on every device target.
 
     Google BERT's and Hugging Face's checkpoints were trained with it. It is not
@@ -242,11 +242,12 @@ class DenseGelu(Dense):
     add and GELU, forward and gradient; otherwise Dense, then `gelu`.
     """
 
-    def __init__(self, in_channels, out_channels, weight_init, dense_op_in_training, bias_gelu_kernel):
+    def __init__(self, in_channels: int, out_channels: int, weight_init: Initializer, dense_op_in_training: bool,
+                 bias_gelu_kernel: bool):
         super().__init__(in_channels, out_channels, weight_init, dense_op_in_training)
         self.bias_gelu = BiasGeluKernel() if bias_gelu_kernel else None
 
-    def construct(self, x):
+    def construct(self, x: ms.Tensor) -> ms.Tensor:
         if self.bias_gelu is None:
             return gelu(super().construct(x))
         shape = x.shape
@@ -254,7 +255,7 @@ class DenseGelu(Dense):
         return self.bias_gelu(y, self.bias).reshape(shape[:-1] + (y.shape[-1],))
 
 
-def without_cpu_kernels(net):
+def without_cpu_kernels(net: nn.Cell) -> nn.Cell:
     """`net` (changed in place) with the composed ops instead of the C++ kernels in its LayerNorm and
     DenseGelu cells: for graphs that leave this process (`ms.export`), which cannot call a library in this
     machine's kernel cache. Calls that run the net itself keep a graph compiled before the change;
@@ -267,7 +268,7 @@ def without_cpu_kernels(net):
     return net
 
 
-def dense_gelu(config, forms):
+def dense_gelu(config: BertConfig, forms: KernelForms) -> DenseGelu:
     """The feed-forward's D -> I layer with its GELU in the kernel `forms` (the C++ kernel: float32 only)."""
     kernel = forms.bias_gelu_kernel and config.compute_type == "float32"
     layer = DenseGelu(config.hidden_size, config.intermediate_size, truncated_normal(config),
@@ -275,7 +276,7 @@ def dense_gelu(config, forms):
     return layer.to_float(DTYPES[config.compute_type])
 
 
-def tanh(x):
+def tanh(x: ms.Tensor) -> ms.Tensor:
     """tanh(x) = 1 - 2 / (exp(2x) + 1): the CPU form of the pooler's tanh.
 
     MindSpore 2.10's CPU tanh kernel errs by up to ~1e-4 near |x| = 5; this form
@@ -303,7 +304,7 @@ class EmbeddingPostprocessor(nn.Cell):
         float32 [B, S, D].
     """
 
-    def __init__(self, config, forms, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, forms: KernelForms, use_one_hot_embeddings: bool = False):
         super().__init__()
         self.token_type_embedding = nn.Embedding(
             config.type_vocab_size, config.hidden_size, use_one_hot=use_one_hot_embeddings,
@@ -316,7 +317,7 @@ class EmbeddingPostprocessor(nn.Cell):
         self.layernorm = layer_norm(config, forms)
         self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
 
-    def construct(self, token_type_ids, word_embeddings):
+    def construct(self, token_type_ids: ms.Tensor, word_embeddings: ms.Tensor) -> ms.Tensor:
         embeddings = word_embeddings + self.token_type_embedding(token_type_ids)  # [B, S, D]
         if self.use_absolute_positions:
             seq_length = word_embeddings.shape[1]
@@ -325,7 +326,7 @@ class EmbeddingPostprocessor(nn.Cell):
         return self.dropout(self.layernorm(embeddings))
 
 
-def relative_position_index(seq_length, max_relative_position):
+def relative_position_index(seq_length: int, max_relative_position: int) -> ms.Tensor:
     """Row of the relative-position table for each (query i, key j): clip(j - i) + k.
 
     Returns int32 [S, S] with values in [0, 2k] (k = max_relative_position).
@@ -336,7 +337,7 @@ def relative_position_index(seq_length, max_relative_position):
     return clipped + max_relative_position
 
 
-def sinusoid_table(num_rows, depth):
+def sinusoid_table(num_rows: int, depth: int) -> np.ndarray:
     """NEZHA's functional relative-position table, float32 [num_rows, depth].
 
     table[r, 2m] = sin(r / 10000^(2m / depth)), table[r, 2m+1] = cos(same).
@@ -365,7 +366,7 @@ class RelativePositionEmbeddings(nn.Cell):
         float32 [S, S, H].
     """
 
-    def __init__(self, config):
+    def __init__(self, config: BertConfig):
         super().__init__()
         self.max_relative_position = config.max_relative_position
         num_rows = 2 * config.max_relative_position + 1
@@ -376,7 +377,7 @@ class RelativePositionEmbeddings(nn.Cell):
         else:
             self.embeddings_table = ms.Tensor(sinusoid_table(num_rows, config.attention_head_size))
 
-    def construct(self, seq_length):
+    def construct(self, seq_length: int) -> ms.Tensor:
         index = relative_position_index(seq_length, self.max_relative_position)  # [S, S]
         return ops.gather(self.embeddings_table, index, 0)  # [S, S, H]
 
@@ -398,7 +399,7 @@ class BertAttention(nn.Cell):
         context: [B, S, D] in compute_type, before the output projection.
     """
 
-    def __init__(self, config, forms):
+    def __init__(self, config: BertConfig, forms: KernelForms):
         super().__init__()
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.attention_head_size
@@ -415,12 +416,12 @@ class BertAttention(nn.Cell):
             # Attribute name from the model zoo, so its NEZHA checkpoints load.
             self._generate_relative_positions_embeddings = RelativePositionEmbeddings(config)
 
-    def split_heads(self, x):
+    def split_heads(self, x: ms.Tensor) -> ms.Tensor:
         batch_size, seq_length, _ = x.shape
         x = x.reshape(batch_size, seq_length, self.num_attention_heads, self.attention_head_size)  # [B, S, N, H]
         return x.transpose(0, 2, 1, 3)  # [B, N, S, H]
 
-    def construct(self, hidden_states, attention_mask_bias):
+    def construct(self, hidden_states: ms.Tensor, attention_mask_bias: ms.Tensor) -> ms.Tensor:
         batch_size, seq_length, hidden_size = hidden_states.shape
         # 1/sqrt(H) applied to the queries: the same scores as scaling them, on S*H values instead of S*S.
         query = self.split_heads(self.query_layer(hidden_states) * self.scale)  # [B, N, S, H]
@@ -467,13 +468,13 @@ class BertOutput(nn.Cell):
         float32 [B, S, D].
     """
 
-    def __init__(self, config, in_channels, forms):
+    def __init__(self, config: BertConfig, in_channels: int, forms: KernelForms):
         super().__init__()
         self.dense = dense(config, in_channels, config.hidden_size, forms)
         self.dropout = nn.Dropout(p=config.hidden_dropout_prob)
         self.layernorm = layer_norm(config, forms)
 
-    def construct(self, hidden_states, residual):
+    def construct(self, hidden_states: ms.Tensor, residual: ms.Tensor) -> ms.Tensor:
         hidden_states = self.dropout(self.dense(hidden_states)).astype(ms.float32)  # [B, S, D]
         return self.layernorm(hidden_states, residual)
 
@@ -488,12 +489,12 @@ class BertSelfAttention(nn.Cell):
     Args and inputs as `BertAttention`; the output is float32 [B, S, D].
     """
 
-    def __init__(self, config, forms):
+    def __init__(self, config: BertConfig, forms: KernelForms):
         super().__init__()
         self.attention = BertAttention(config, forms)
         self.output = BertOutput(config, config.hidden_size, forms)
 
-    def construct(self, hidden_states, attention_mask_bias):
+    def construct(self, hidden_states: ms.Tensor, attention_mask_bias: ms.Tensor) -> ms.Tensor:
         context = self.attention(hidden_states, attention_mask_bias)  # [B, S, D]
         return self.output(context, hidden_states)                   # [B, S, D]
 
@@ -512,7 +513,7 @@ class BertEncoderCell(nn.Cell):
         float32 [B, S, D].
     """
 
-    def __init__(self, config, forms):
+    def __init__(self, config: BertConfig, forms: KernelForms):
         super().__init__()
         self.attention = BertSelfAttention(config, forms)
         # Feed-forward: intermediate projection + exact GELU, then `output`.
@@ -520,7 +521,7 @@ class BertEncoderCell(nn.Cell):
         self.intermediate = dense_gelu(config, forms)
         self.output = BertOutput(config, config.intermediate_size, forms)
 
-    def construct(self, hidden_states, attention_mask_bias):
+    def construct(self, hidden_states: ms.Tensor, attention_mask_bias: ms.Tensor) -> ms.Tensor:
         attention_output = self.attention(hidden_states, attention_mask_bias)           # [B, S, D]
         intermediate = self.intermediate(attention_output)          # [B, S, I]
         return self.output(intermediate, attention_output)          # [B, S, D]
@@ -540,17 +541,17 @@ class BertTransformer(nn.Cell):
         float32 [B, S, D], the last layer's hidden states.
     """
 
-    def __init__(self, config, forms):
+    def __init__(self, config: BertConfig, forms: KernelForms):
         super().__init__()
         self.layers = nn.CellList([BertEncoderCell(config, forms) for _ in range(config.num_hidden_layers)])
 
-    def construct(self, hidden_states, attention_mask_bias):
+    def construct(self, hidden_states: ms.Tensor, attention_mask_bias: ms.Tensor) -> ms.Tensor:
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask_bias)  # [B, S, D]
         return hidden_states
 
 
-def mask_to_bias(input_mask):
+def mask_to_bias(input_mask: ms.Tensor) -> ms.Tensor:
     """[B, S] mask (1 real, 0 padding) -> float32 [B, 1, 1, S] additive bias."""
     mask = input_mask.astype(ms.float32)
     return ((1.0 - mask) * MASK_ADDER).reshape(mask.shape[0], 1, 1, mask.shape[1])
@@ -579,7 +580,8 @@ class BertModel(nn.Cell):
         embedding_table: float32 [V, D], the word embeddings (tied to the MLM decoder).
     """
 
-    def __init__(self, config, is_training, use_one_hot_embeddings=False, forms=None):
+    def __init__(self, config: BertConfig, is_training: bool, use_one_hot_embeddings: bool = False,
+                 forms: KernelForms | None = None):
         super().__init__()
         forms = forms or kernel_forms()
         self.output_type = DTYPES[config.dtype]
@@ -593,7 +595,8 @@ class BertModel(nn.Cell):
         self.pooler_activation = tanh if forms.composed_tanh else ops.tanh
         self.set_train(is_training)
 
-    def construct(self, input_ids, token_type_ids, input_mask):
+    def construct(self, input_ids: ms.Tensor, token_type_ids: ms.Tensor,
+                  input_mask: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor, ms.Tensor]:
         word_embeddings = self.bert_embedding_lookup(input_ids)                            # [B, S, D]
         embeddings = self.bert_embedding_postprocessor(token_type_ids, word_embeddings)  # [B, S, D]
         sequence_output = self.bert_encoder(embeddings, mask_to_bias(input_mask))  # [B, S, D]

@@ -41,7 +41,7 @@ class KernelForms:
     bias_gelu_kernel: bool               # C++ bias + GELU kernel (float32 only; training and inference)
 
 
-def kernel_forms(target=None):
+def kernel_forms(target: str | None = None) -> KernelForms:
     """The kernel forms for `target` ("CPU", "GPU" or "Ascend"; None: MindSpore's current device_target)."""
     if target is None:
         target = ms.get_context("device_target")

@@ -28,7 +28,7 @@ optimizer (bench/README.md has the step times behind these choices):
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.config import ConfigError
+from src.config import Config, ConfigError
 # Row-first sums of squares (see its docstring), as the train cell's clipping norms use.
 from src.train_cell import sum_of_squares
 
@@ -74,7 +74,8 @@ class BertLearningRate(nn.learning_rate_schedule.LearningRateSchedule):
         Tensor: float32, shape []; the learning rate of that step.
     """
 
-    def __init__(self, learning_rate, end_learning_rate, warmup_steps, decay_steps, power):
+    def __init__(self, learning_rate: float, end_learning_rate: float, warmup_steps: int, decay_steps: int,
+                 power: float):
         super().__init__()
         if learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {learning_rate}")
@@ -93,7 +94,7 @@ class BertLearningRate(nn.learning_rate_schedule.LearningRateSchedule):
         self.decay_steps = float(decay_steps)
         self.power = float(power)
 
-    def construct(self, global_step):
+    def construct(self, global_step: ms.Tensor) -> ms.Tensor:
         step = ops.cast(global_step, ms.float32).reshape(())
         remaining = 1.0 - ops.minimum(step, self.decay_steps) / self.decay_steps
         decayed = ((self.learning_rate - self.end_learning_rate) * ops.pow(remaining, self.power)
@@ -104,7 +105,7 @@ class BertLearningRate(nn.learning_rate_schedule.LearningRateSchedule):
         return ops.select(step < self.warmup_steps, warmup, decayed)
 
 
-def apply_decay(param_name):
+def apply_decay(param_name: str) -> bool:
     """Whether weight decay applies to a parameter: not to LayerNorm parameters or biases.
 
     Google BERT excludes "LayerNorm" and "bias"; here the test is on the
@@ -114,6 +115,9 @@ def apply_decay(param_name):
     name = param_name.lower()
     return not any(part in name for part in NO_DECAY_NAME_PARTS)
 
+
+# What a learning rate may be, as for `nn.Optimizer`.
+LearningRate = float | ms.Tensor | nn.learning_rate_schedule.LearningRateSchedule
 
 _adam_weight_decay_update = ops.MultitypeFuncGraph("adam_weight_decay_update")
 _lamb_update = ops.MultitypeFuncGraph("lamb_update")
@@ -162,7 +166,8 @@ class _AdamMoments(nn.Optimizer):
             so optimizer checkpoints of either load into the other.
     """
 
-    def __init__(self, params, learning_rate, beta1, beta2, eps, weight_decay, state_prefix):
+    def __init__(self, params: list, learning_rate: LearningRate, beta1: float, beta2: float, eps: float,
+                 weight_decay: float, state_prefix: str):
         super().__init__(learning_rate, params, weight_decay)
         for name, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 < beta < 1.0:
@@ -175,7 +180,7 @@ class _AdamMoments(nn.Optimizer):
         self.moments1 = self._parameters.clone(prefix=f"{state_prefix}_m", init="zeros")
         self.moments2 = self._parameters.clone(prefix=f"{state_prefix}_v", init="zeros")
 
-    def next_step(self):
+    def next_step(self) -> tuple[tuple[ms.Tensor, ...], tuple[ms.Tensor, ...]]:
         """Advance the step count; returns (learning rates, weight decays), one of each per parameter.
 
         The learning rate is read at the step count before this step, as in
@@ -226,11 +231,12 @@ class AdamWeightDecay(_AdamMoments):
         tuple[Tensor]: per parameter, the kernel's updated (parameter, m, v).
     """
 
-    def __init__(self, params, learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0):
+    def __init__(self, params: list, learning_rate: LearningRate, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-6, weight_decay: float = 0.0):
         super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay, state_prefix="adam")
         self.kernel = ops.AdamWeightDecay()
 
-    def construct(self, gradients):
+    def construct(self, gradients: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ...]:
         lr, weight_decay = self.next_step()
         gradients = self.gradients_centralization(gradients)
         return self.hyper_map(ops.partial(_adam_weight_decay_update, self.kernel, self.beta1, self.beta2, self.eps),
@@ -272,10 +278,11 @@ class ComposedLamb(_AdamMoments):
         tuple[Tensor]: the updated parameters.
     """
 
-    def __init__(self, params, learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0):
+    def __init__(self, params: list, learning_rate: LearningRate, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-6, weight_decay: float = 0.0):
         super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay, state_prefix="lamb")
 
-    def construct(self, gradients):
+    def construct(self, gradients: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ...]:
         lr, weight_decay = self.next_step()
         gradients = self.gradients_centralization(gradients)
         # Bias corrections 1 - beta^t, computed once for all parameters.
@@ -288,7 +295,7 @@ class ComposedLamb(_AdamMoments):
                               gradients, self.decay_flags)
 
 
-def parameter_groups(params, weight_decay):
+def parameter_groups(params: list[ms.Parameter], weight_decay: float) -> list[dict]:
     """Optimizer groups: `weight_decay` for the parameters `apply_decay` accepts, none for the rest.
 
     Empty groups are left out (MindSpore rejects them); `order_params` keeps
@@ -304,7 +311,7 @@ def parameter_groups(params, weight_decay):
     return groups + [{"order_params": params}]
 
 
-def schedule_decay_steps(name, decay_steps, total_steps):
+def schedule_decay_steps(name: str, decay_steps: int, total_steps: int) -> int:
     """The steps `name`'s learning rate decays over: its section's `decay_steps`, or the run's
     `total_steps` when that is RUN_STEPS (-1). More than the run ends above `end_learning_rate`;
     fewer holds `end_learning_rate` for the rest of the run."""
@@ -316,7 +323,8 @@ def schedule_decay_steps(name, decay_steps, total_steps):
     return decay_steps
 
 
-def build_optimizer(cfg, params, total_steps, device_target, warmup_steps=None):
+def build_optimizer(cfg: Config, params: list[ms.Parameter], total_steps: int, device_target: str,
+                    warmup_steps: int | None = None) -> nn.Optimizer:
     """The optimizer named by `cfg.optimizer`, with the settings of its config section.
 
     Args:

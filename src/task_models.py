@@ -26,18 +26,18 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.CRF import CRF
-from src.bert_model import BertModel, truncated_normal
+from src.bert_model import BertConfig, BertModel, truncated_normal
 
 NUM_SPAN_LOGITS = 2  # start and end
 
 
-def head(config, in_channels, out_channels):
+def head(config: BertConfig, in_channels: int, out_channels: int) -> tuple[nn.Dropout, nn.Dense]:
     """(dropout, dense) of a task head: the encoder's hidden dropout, then a float32 projection."""
     return (nn.Dropout(p=config.hidden_dropout_prob),
             nn.Dense(in_channels, out_channels, weight_init=truncated_normal(config)))
 
 
-def nll(log_probs, labels):
+def nll(log_probs: ms.Tensor, labels: ms.Tensor) -> ms.Tensor:
     """-log p(label) per row: float32 [N, K], int32 [N] -> float32 [N]."""
     return -ops.gather_elements(log_probs, 1, labels.reshape(-1, 1)).reshape(-1)
 
@@ -56,19 +56,19 @@ class BertCLSModel(nn.Cell):
         float32 [B, C] log-probabilities.
     """
 
-    def __init__(self, config, is_training, num_labels, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, is_training: bool, num_labels: int, use_one_hot_embeddings: bool = False):
         super().__init__()
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
         self.dropout, self.dense_1 = head(config, config.hidden_size, num_labels)
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor) -> ms.Tensor:
         _, pooled_output, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
                                         input_mask=input_mask)                     # [B, D]
         logits = self.dense_1(self.dropout(pooled_output.astype(ms.float32)))      # [B, C]
         return ops.log_softmax(logits, axis=-1)
 
-    def predict(self, input_ids, input_mask, token_type_ids):
+    def predict(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor) -> ms.Tensor:
         """float32 [B, C] class probabilities."""
         return ops.exp(self.construct(input_ids, input_mask, token_type_ids))
 
@@ -85,12 +85,13 @@ class BertCLS(nn.Cell):
         float32 scalar.
     """
 
-    def __init__(self, config, is_training, num_labels, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, is_training: bool, num_labels: int, use_one_hot_embeddings: bool = False):
         super().__init__(auto_prefix=False)
         self.model = BertCLSModel(config, is_training, num_labels, use_one_hot_embeddings)
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids, label_ids):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor,
+                  label_ids: ms.Tensor) -> ms.Tensor:
         log_probs = self.model(input_ids, input_mask, token_type_ids)                 # [B, C]
         return nll(log_probs, label_ids).mean()
 
@@ -111,7 +112,8 @@ class BertNERModel(nn.Cell):
         CRF's emission scores with one.
     """
 
-    def __init__(self, config, is_training, num_labels, use_crf=False, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, is_training: bool, num_labels: int, use_crf: bool = False,
+                 use_one_hot_embeddings: bool = False):
         super().__init__()
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
         self.dropout, self.dense_1 = head(config, config.hidden_size, num_labels)
@@ -119,7 +121,7 @@ class BertNERModel(nn.Cell):
         self.crf = CRF(num_labels) if use_crf else None
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor) -> ms.Tensor:
         sequence_output, _, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
                                           input_mask=input_mask)                   # [B, S, D]
         scores = self.dense_1(self.dropout(sequence_output.astype(ms.float32)))    # [B, S, T]
@@ -127,7 +129,7 @@ class BertNERModel(nn.Cell):
             return scores
         return ops.log_softmax(scores, axis=-1)
 
-    def predict(self, input_ids, input_mask, token_type_ids):
+    def predict(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor) -> ms.Tensor:
         """int32 [B, S] best tag ids (Viterbi with a CRF, else argmax); 0 at padding."""
         scores = self.construct(input_ids, input_mask, token_type_ids)              # [B, S, T]
         if self.use_crf:
@@ -152,13 +154,15 @@ class BertNER(nn.Cell):
         float32 scalar.
     """
 
-    def __init__(self, config, is_training, num_labels, use_crf=False, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, is_training: bool, num_labels: int, use_crf: bool = False,
+                 use_one_hot_embeddings: bool = False):
         super().__init__(auto_prefix=False)
         self.model = BertNERModel(config, is_training, num_labels, use_crf, use_one_hot_embeddings)
         self.use_crf = use_crf
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids, label_ids):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor,
+                  label_ids: ms.Tensor) -> ms.Tensor:
         scores = self.model(input_ids, input_mask, token_type_ids)                    # [B, S, T]
         if self.use_crf:
             return self.model.crf.neg_log_likelihood(scores, label_ids, input_mask)
@@ -182,19 +186,21 @@ class BertSquadModel(nn.Cell):
         start_logits, end_logits: float32 [B, S].
     """
 
-    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, is_training: bool, use_one_hot_embeddings: bool = False):
         super().__init__()
         self.bert = BertModel(config, is_training, use_one_hot_embeddings)
         self.dense_1 = nn.Dense(config.hidden_size, NUM_SPAN_LOGITS, weight_init=truncated_normal(config))
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor,
+                  token_type_ids: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor]:
         sequence_output, _, _ = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
                                           input_mask=input_mask)                   # [B, S, D]
         logits = self.dense_1(sequence_output.astype(ms.float32))                  # [B, S, 2]
         return logits[:, :, 0], logits[:, :, 1]
 
-    def predict(self, input_ids, input_mask, token_type_ids):
+    def predict(self, input_ids: ms.Tensor, input_mask: ms.Tensor,
+                token_type_ids: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor]:
         """(start_logits, end_logits), float32 [B, S] each."""
         return self.construct(input_ids, input_mask, token_type_ids)
 
@@ -211,12 +217,13 @@ class BertSquad(nn.Cell):
         float32 scalar.
     """
 
-    def __init__(self, config, is_training, use_one_hot_embeddings=False):
+    def __init__(self, config: BertConfig, is_training: bool, use_one_hot_embeddings: bool = False):
         super().__init__(auto_prefix=False)
         self.model = BertSquadModel(config, is_training, use_one_hot_embeddings)
         self.set_train(is_training)
 
-    def construct(self, input_ids, input_mask, token_type_ids, start_positions, end_positions):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor, token_type_ids: ms.Tensor,
+                  start_positions: ms.Tensor, end_positions: ms.Tensor) -> ms.Tensor:
         start_logits, end_logits = self.model(input_ids, input_mask, token_type_ids)  # [B, S] each
         start_loss = nll(ops.log_softmax(start_logits, axis=-1), start_positions).mean()
         end_loss = nll(ops.log_softmax(end_logits, axis=-1), end_positions).mean()
@@ -229,9 +236,10 @@ class TaskPredictor(nn.Cell):
     Adds no name prefix: it loads the task model's checkpoints as they are.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: nn.Cell):
         super().__init__(auto_prefix=False)
         self.model = model
 
-    def construct(self, input_ids, input_mask, token_type_ids):
+    def construct(self, input_ids: ms.Tensor, input_mask: ms.Tensor,
+                  token_type_ids: ms.Tensor) -> ms.Tensor | tuple[ms.Tensor, ms.Tensor]:
         return self.model.predict(input_ids, input_mask, token_type_ids)

@@ -26,7 +26,7 @@ ALL_FINITE_TARGETS = ("Ascend", "GPU")
 MIN_LOSS_SCALE = 1.0
 
 
-def overflow_check_for(device_target):
+def overflow_check_for(device_target: str) -> str:
     """The overflow check for `device_target`: ALL_FINITE on Ascend and GPU, INF_NAN on CPU.
 
     Ascend 910 computes in saturation mode: an fp16 overflow becomes +-65504,
@@ -39,7 +39,7 @@ def overflow_check_for(device_target):
     return ALL_FINITE if device_target in ALL_FINITE_TARGETS else INF_NAN
 
 
-def sum_of_squares(grad):
+def sum_of_squares(grad: ms.Tensor) -> ms.Tensor:
     """Sum of the squared entries. A matrix is summed by rows first: MindSpore's CPU kernel for a full
     reduction is several times slower than per-row sums (bench/README.md has the figures)."""
     squares = ops.square(grad.astype(ms.float32))
@@ -105,7 +105,8 @@ class BertTrainOneStepCell(nn.Cell):
         scale: float32 scalar, the loss scale used for this step.
     """
 
-    def __init__(self, network, optimizer, scale_update_cell=None, accumulation_steps=1, clip_norm=1.0,
+    def __init__(self, network: nn.Cell, optimizer: nn.Optimizer, scale_update_cell: nn.Cell | None = None,
+                 accumulation_steps: int = 1, clip_norm: float = 1.0,
                  enable_global_norm=True, overflow_check=None):
         super().__init__(auto_prefix=False)
         if accumulation_steps < 1:
@@ -137,7 +138,7 @@ class BertTrainOneStepCell(nn.Cell):
             self.accumulated_loss = ms.Parameter(ms.Tensor(0.0, ms.float32), name="accumulated_loss")
             self.micro_step = ms.Parameter(ms.Tensor(0, ms.int32), name="micro_step")
 
-    def construct(self, *inputs):
+    def construct(self, *inputs: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor, ms.Tensor]:
         loss = self.network(*inputs)
         scale = self.loss_scale.value()
         grads = self.grad(self.network, self.weights)(*inputs, ops.ones_like(loss) * scale.astype(loss.dtype))
@@ -157,7 +158,8 @@ class BertTrainOneStepCell(nn.Cell):
         ops.assign(self.micro_step, ms.Tensor(0, ms.int32))
         return result
 
-    def update(self, grads, loss, scale):
+    def update(self, grads: tuple[ms.Tensor, ...], loss: ms.Tensor,
+               scale: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor, ms.Tensor]:
         """Steps 3-6 on summed, scaled gradients; returns (loss, overflow, scale)."""
         grads = self.grad_reducer(grads)
         divisor = scale * self.accumulation_steps

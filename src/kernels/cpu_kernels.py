@@ -37,6 +37,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import mindspore as ms
 from mindspore import nn, ops
@@ -56,14 +58,14 @@ LIBRARY_NAME = "bert_cpu_kernels"
 HASH_CHARS = 16
 
 
-def cache_dir(environ):
+def cache_dir(environ: Mapping[str, str]) -> str:
     """Where built libraries go: $BERT_KERNEL_CACHE, else $XDG_CACHE_HOME (default ~/.cache)/bert_mindspore/kernels."""
     if environ.get(CACHE_VARIABLE):
         return os.path.expanduser(environ[CACHE_VARIABLE])
     return os.path.join(os.path.expanduser(environ.get("XDG_CACHE_HOME") or "~/.cache"), CACHE_SUBDIRECTORY)
 
 
-def compiler_identity(compiler):
+def compiler_identity(compiler: str) -> str | None:
     """`compiler --version`'s first line (part of the cache key), or None if it does not run."""
     try:
         result = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True)
@@ -72,7 +74,7 @@ def compiler_identity(compiler):
     return result.stdout.splitlines()[0] if result.stdout else compiler
 
 
-def library_key(identity):
+def library_key(identity: str) -> str:
     """Hash of the sources, the compiler's identity and the flags: a new key whenever any of them changes."""
     digest = hashlib.sha256("\0".join((identity,) + FLAGS).encode())
     for name in SOURCES + HEADERS:
@@ -81,7 +83,7 @@ def library_key(identity):
     return digest.hexdigest()[:HASH_CHARS]
 
 
-def build(compiler, output_path):
+def build(compiler: str, output_path: str) -> str | None:
     """Compile the sources into `output_path` atomically; returns the compiler's error text, or None."""
     os.makedirs(os.path.dirname(output_path), exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(output_path), suffix=".so.tmp")
@@ -95,7 +97,7 @@ def build(compiler, output_path):
     return None
 
 
-def build_library(environ):
+def build_library(environ: Mapping[str, str]) -> str | None:
     """Path of the kernel library for the compiler that `environ` names, building it if it is not in the
     cache; None, after one line on stderr, if there is no compiler or the build fails."""
     compiler = environ.get(COMPILER_VARIABLE) or DEFAULT_COMPILER
@@ -114,29 +116,29 @@ def build_library(environ):
 
 
 @functools.cache
-def library_path():
+def library_path() -> str | None:
     """`build_library` for this process's environment, once per process (so its line prints once)."""
     return build_library(os.environ)
 
 
-def custom_op(function, out_shape, out_dtype, bprop=None):
+def custom_op(function: str, out_shape: Callable, out_dtype: Callable, bprop: Callable | None = None) -> ops.Custom:
     """ops.Custom calling `function` of the built library (which must exist: see `library_path`)."""
     return ops.Custom(f"{library_path()}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot",
                       bprop=bprop)
 
 
-def like_first_input(first, *_):
+def like_first_input(first: Any, *_: Any) -> Any:
     """out_shape or out_dtype for ops.Custom: one output with the first input's shape or dtype."""
     return first
 
 
-def layer_norm_outputs():
+def layer_norm_outputs() -> tuple[Callable, Callable]:
     """(out_shape, out_dtype) of the LayerNorm forwards: y as x [..., D], the rows' mean and 1/std [...]
     (kept for the gradient)."""
     return (lambda x, *_: (x, x[:-1], x[:-1])), (lambda dtype, *_: (dtype,) * 3)
 
 
-def gradient_outputs(sums):
+def gradient_outputs(sums: int) -> tuple[Callable, Callable]:
     """(out_shape, out_dtype) of a gradient kernel: dx as its first input x [..., D], then `sums` sums
     over the rows, each [D] (dgamma and dbeta, or dbias)."""
     return (lambda x, *_: (x,) + (x[-1:],) * sums), (lambda dtype, *_: (dtype,) * (1 + sums))
@@ -156,7 +158,7 @@ class LayerNormKernel(nn.Cell):
         float32 [..., D].
     """
 
-    def __init__(self, epsilon):
+    def __init__(self, epsilon: float):
         super().__init__()
         self.epsilon = ms.Tensor([epsilon], ms.float32)   # an input of the kernel: [1]
         residual_grad = custom_op("ResidualLayerNormGrad", *gradient_outputs(2))
@@ -173,7 +175,7 @@ class LayerNormKernel(nn.Cell):
         self.residual_forward = custom_op("ResidualLayerNorm", *layer_norm_outputs(), residual_bprop)
         self.plain_forward = custom_op("LayerNorm", *layer_norm_outputs(), plain_bprop)
 
-    def construct(self, x, residual, gamma, beta):
+    def construct(self, x: ms.Tensor, residual: ms.Tensor | None, gamma: ms.Tensor, beta: ms.Tensor) -> ms.Tensor:
         if residual is None:
             return self.plain_forward(x, gamma, beta, self.epsilon)[0]
         return self.residual_forward(x, residual, gamma, beta, self.epsilon)[0]
@@ -198,5 +200,5 @@ class BiasGeluKernel(nn.Cell):
 
         self.forward = custom_op("BiasGelu", like_first_input, like_first_input, bprop)
 
-    def construct(self, y, bias):
+    def construct(self, y: ms.Tensor, bias: ms.Tensor) -> ms.Tensor:
         return self.forward(y, bias)
