@@ -8,7 +8,7 @@ Google BERT: the learning rate warms up linearly and then decays polynomially
 
 MindSpore 2.10 marks `nn.Lamb`, `nn.AdamWeightDecay` and `nn.Momentum`
 deprecated ("will be removed after version 2.9.0"). What is used instead, per
-optimizer (bench/README.md has the step times behind these choices):
+optimizer (README.md, "Performance", has the step times behind these choices):
 
   AdamWeightDecay  `AdamWeightDecay` below, on every target: our class over
                    the public fused `ops.AdamWeightDecay` kernel, which

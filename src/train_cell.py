@@ -41,7 +41,7 @@ def overflow_check_for(device_target: str) -> str:
 
 def sum_of_squares(grad: ms.Tensor) -> ms.Tensor:
     """Sum of the squared entries. A matrix is summed by rows first: MindSpore's CPU kernel for a full
-    reduction is several times slower than per-row sums (bench/README.md has the figures)."""
+    reduction is several times slower than per-row sums (README.md, "Performance")."""
     squares = ops.square(grad.astype(ms.float32))
     if grad.ndim > 1:
         squares = squares.reshape(grad.shape[0], -1).sum(-1)
@@ -82,7 +82,7 @@ class BertTrainOneStepCell(nn.Cell):
 
     Steps 4-5 read every gradient once (sum of squares) and write it once,
     instead of a pass each for unscaling, finiteness and clipping, which cost
-    a measurable share of a CPU fine-tuning step (bench/README.md).
+    a measurable share of a CPU fine-tuning step (README.md, "Performance").
 
     Args:
         network (nn.Cell): returns a scalar loss from the batch columns.

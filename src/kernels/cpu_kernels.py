@@ -25,7 +25,7 @@ is compiled for AVX-512, AVX2 and baseline x86-64 and the loader picks what
 the CPU runs (`CPU_VERSIONS` in aot_params.h).
 
 The kernels are single-threaded: all of their calls together are a small
-share of a train step (bench/README.md has the figures), so a second thread
+share of a train step (README.md, "Performance"), so a second thread
 would save less than the step's run-to-run spread; not worth a thread pool
 beside MindSpore's.
 """
