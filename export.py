@@ -75,9 +75,10 @@ def head_options(cfg: Config) -> dict:
     Weights alone cannot tell a classifier from a softmax NER model with as many
     tags (the same names and shapes), so the recorded task must be `--task`.
     """
-    recorded = read_task_file(cfg.model_config).values if cfg.model_config and cfg.task != ENCODER else {}
-    if recorded.get("task", cfg.task) != cfg.task:
-        raise ConfigError(f"--task={cfg.task}: {cfg.model_config} describes a {recorded['task']} model")
+    record = read_task_file(cfg.model_config) if cfg.model_config and cfg.task != ENCODER else None
+    if record and record.task not in (None, cfg.task):
+        raise ConfigError(f"--task={cfg.task}: {cfg.model_config} describes a {record.task} model")
+    recorded = record.values if record else {}
     num_class = cfg.num_class or recorded.get("num_class", 0)
     if num_class != recorded.get("num_class", num_class):
         raise ConfigError(f"--num_class={num_class}: {cfg.model_config} records num_class {recorded['num_class']}")

@@ -149,17 +149,13 @@ def ms_network(task, model, num_labels):
     """The project's Cell: a loss network for train steps, the task model for inference."""
     from src.bert_for_pre_training import BertNetworkWithLoss
     from src.bert_model import BertConfig
-    from src.task_models import BertCLS, BertCLSModel, BertNER, BertSquad
+    from src.tasks import TASKS, loss_network, task_model
     config = BertConfig(**model)
     if task == "pretrain":
         return BertNetworkWithLoss(config, is_training=True)
-    if task == "classifier":
-        return BertCLS(config, is_training=True, num_labels=num_labels)
-    if task == "ner":
-        return BertNER(config, is_training=True, num_labels=num_labels)
-    if task == "squad":
-        return BertSquad(config, is_training=True)
-    return BertCLSModel(config, is_training=False, num_labels=num_labels)
+    if task in TASKS:
+        return loss_network(task, config, {"num_class": num_labels})
+    return task_model("classifier", config, {"num_class": num_labels})
 
 
 def ms_train_cell(network, cfg):
