@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import yaml
 
+from src import files
 from src.errors import UserError
 
 if TYPE_CHECKING:  # src.bert_model imports MindSpore: only where a model is wanted
@@ -183,13 +184,12 @@ def read_yaml(path: str, flag: str = "") -> dict:
 
 
 def read_text(path: str, flag: str = "") -> str:
-    """A text file's contents; a missing or unreadable file raises ConfigError (named as `read_yaml` does)."""
-    where = f"{flag} {path}" if flag else path
+    """A config file's text (`src.files.read_text`); a missing, unreadable or non-UTF-8 file raises
+    ConfigError, the error of everything about configuration, named as `read_yaml` does."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read config file ({error.strerror})") from None
+        return files.read_text(path, flag, what="config file")
+    except files.FileFormatError as error:
+        raise ConfigError(str(error)) from None
 
 
 def dotted_items(values: dict, prefix: str = "") -> Iterator[tuple[str, object]]:

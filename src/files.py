@@ -95,19 +95,19 @@ def json_leaves(value: object, prefix: str = "") -> Iterator[tuple[str, object]]
         yield from json_leaves(item, f"{prefix}.{key}" if prefix else str(key))
 
 
-def read_text(path: str, flag: str = "") -> str:
+def read_text(path: str, flag: str = "", what: str = "") -> str:
     """The whole text of the UTF-8 file `path`.
 
     Raises FileFormatError, one line naming the file (after `flag`, the
-    option that gave it, when there is one), if it cannot be read or is not
-    UTF-8.
+    option that gave it, when there is one), if it cannot be read ("cannot
+    read `what`") or is not UTF-8.
     """
     where = f"{flag} {path}" if flag else path
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as error:
-        raise FileFormatError(f"{where}: cannot read ({error.strerror})") from None
+        raise FileFormatError(f"{where}: cannot read{' ' + what if what else ''} ({error.strerror})") from None
     except UnicodeDecodeError as error:
         raise FileFormatError(f"{where}: not UTF-8 ({error.reason} at byte {error.start})") from None
 
