@@ -13,6 +13,11 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # NumPy is imported inside the functions that use it
+    import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -80,7 +85,7 @@ class ModelCase:
     num_labels: int = 0
 
     @property
-    def seq_length(self):
+    def seq_length(self) -> int:
         return self.model["seq_length"]
 
 
@@ -103,7 +108,7 @@ class LengthCase:
     flags: tuple = ()          # our extra YAML overrides, e.g. ("--bucket_list=[16,32,64]",)
 
     @property
-    def seq_length(self):
+    def seq_length(self) -> int:
         return self.model["seq_length"]
 
 
@@ -111,7 +116,8 @@ class LengthCase:
 # Timing and FLOPs
 
 
-def median_seconds(run, repeats, warmup=WARMUP_REPETITIONS, setup=None):
+def median_seconds(run: Callable[[object], object], repeats: int, warmup: int = WARMUP_REPETITIONS,
+                   setup: Callable[[], object] | None = None) -> tuple[float, list[float]]:
     """Median wall time of `run(setup())` over `repeats` calls, after `warmup` untimed ones.
 
     `setup` (untimed) makes each call's fresh input, e.g. a tokenizer with an empty cache.
@@ -129,7 +135,7 @@ def median_seconds(run, repeats, warmup=WARMUP_REPETITIONS, setup=None):
     return statistics.median(times), times
 
 
-def pass_rate(one_pass, repeats):
+def pass_rate(one_pass: Callable[[], int], repeats: int) -> dict:
     """Samples/s of whole passes: `one_pass()` returns the samples it trained on; the median over
     `repeats` timed passes after PASS_WARMUP untimed ones. Returns a results.json entry."""
     samples = []
@@ -139,13 +145,13 @@ def pass_rate(one_pass, repeats):
     return {"samples_per_s": statistics.median(rates), "seconds": seconds, "times": times, "samples": timed}
 
 
-def encoder_matmul_weights(model):
+def encoder_matmul_weights(model: dict) -> int:
     """N_enc: weights of the encoder's matrix multiplications (Q, K, V, output; two FFN layers)."""
     hidden, intermediate = model["hidden_size"], model["intermediate_size"]
     return model["num_hidden_layers"] * (4 * hidden * hidden + 2 * hidden * intermediate)
 
 
-def forward_flops_per_sequence(case):
+def forward_flops_per_sequence(case: ModelCase) -> int:
     """Matmul FLOPs of one sequence's forward pass (a multiply-add counts 2).
 
     Encoder weights 2·N_enc·S; attention scores QK^T and context PV 2·(2·S²·D)
@@ -161,7 +167,7 @@ def forward_flops_per_sequence(case):
     return flops
 
 
-def model_flops_per_sample(case):
+def model_flops_per_sample(case: ModelCase) -> int:
     """Forward only for inference; forward + backward (3x the forward) for a train step."""
     return forward_flops_per_sequence(case) * (1 if case.task == "classifier_forward" else 3)
 
@@ -170,7 +176,7 @@ def model_flops_per_sample(case):
 # Inputs shared by both frameworks (NumPy only)
 
 
-def model_inputs(case, seed=0):
+def model_inputs(case: ModelCase, seed: int = 0) -> dict[str, "np.ndarray"]:
     """Random batch of `case` as NumPy arrays, the same in both frameworks (same seed)."""
     import numpy as np
     rng = np.random.RandomState(seed)
@@ -193,7 +199,7 @@ def model_inputs(case, seed=0):
     return arrays
 
 
-def read_lengths(dataset):
+def read_lengths(dataset: str) -> tuple["np.ndarray", "np.ndarray"]:
     """(lengths, records per length) of one data set of lengths.json, as NumPy arrays."""
     import numpy as np
     with open(os.path.join(REPO, LENGTHS_FILE), encoding="utf-8") as f:
@@ -201,7 +207,7 @@ def read_lengths(dataset):
     return np.array([int(length) for length in histogram]), np.array(list(histogram.values()))
 
 
-def length_rows(case, seed=0):
+def length_rows(case: LengthCase, seed: int = 0) -> list[tuple[list[int], int | list[int]]]:
     """`case.rows` unpadded rows whose lengths are drawn from the data set's histogram, cut to
     seq_length as the converter truncates: [(token ids [L], labels)], labels an int (classifier)
     or [L] ints (ner). Random token ids: the speed depends on the lengths, not on the words."""
@@ -218,27 +224,27 @@ def length_rows(case, seed=0):
     return rows
 
 
-def read_corpus_lines(corpus, limit):
+def read_corpus_lines(corpus: str, limit: int) -> list[str]:
     with open(os.path.join(REPO, corpus), encoding="utf-8") as f:
         lines = [line.strip() for line in f if line.strip()]
     return lines[:limit] if limit else lines
 
 
-def megabytes(lines):
+def megabytes(lines: Iterable[str]) -> float:
     return sum(len(line.encode("utf-8")) for line in lines) / 1e6
 
 
-def our_tokenizer(vocab):
+def our_tokenizer(vocab: str) -> FullTokenizer:
     """The project's FullTokenizer; a fresh one has an empty word cache."""
     return FullTokenizer(os.path.join(REPO, vocab), do_lower_case=True)
 
 
-def token_ids(tokenizer, lines):
+def token_ids(tokenizer: FullTokenizer, lines: Iterable[str]) -> list[list[int]]:
     """Text -> WordPiece ids, line by line."""
     return [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line)) for line in lines]
 
 
-def vocab_size_of(vocab):
+def vocab_size_of(vocab: str) -> int:
     with open(os.path.join(REPO, vocab), encoding="utf-8") as f:
         return sum(1 for _ in f)
 
@@ -247,7 +253,7 @@ def vocab_size_of(vocab):
 # Machine
 
 
-def cpu_model():
+def cpu_model() -> str:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         for line in f:
             if line.startswith("model name"):
@@ -255,7 +261,8 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def package_version(name):
+def package_version(name: str) -> str | None:
+
     from importlib import metadata
     try:
         return metadata.version(name)

@@ -15,6 +15,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported inside the functions: the child reports a missing torch instead of failing
+    import torch
+    import transformers
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import (CLEAN_ENV, CORPORA, GEMM_REPEATS, PASS_WARMUP, REPO, LengthCase, ModelCase,  # noqa: E402
@@ -31,7 +37,7 @@ GRADIENT_CLIP_NORM = 1.0
 PIPELINE_TASK = "text-classification"
 
 
-def hf_worker(plan_path, result_path):
+def hf_worker(plan_path: str, result_path: str) -> None:
     """Runs every Hugging Face measurement of the plan the parent wrote; writes the results as JSON."""
     with open(plan_path, encoding="utf-8") as f:
         plan = json.load(f)
@@ -67,14 +73,14 @@ def hf_worker(plan_path, result_path):
         json.dump(result, f)
 
 
-def gemm_gflops(size):
+def gemm_gflops(size: int) -> dict:
     import torch
     a, b = torch.randn(size, size), torch.randn(size, size)
     seconds, times = median_seconds(lambda _: torch.matmul(a, b), GEMM_REPEATS)
     return {"gflops": 2 * size ** 3 / seconds / 1e9, "seconds": seconds, "times": times}
 
 
-def hf_config(model, num_labels):
+def hf_config(model: dict, num_labels: int) -> "transformers.BertConfig":
     """transformers.BertConfig of the same architecture as the project's BertConfig fields `model`."""
     import transformers
     return transformers.BertConfig(
@@ -88,12 +94,12 @@ def hf_config(model, num_labels):
         num_labels=num_labels or 2)
 
 
-def hf_model(task, model, num_labels):
+def hf_model(task: str, model: dict, num_labels: int) -> "transformers.PreTrainedModel":
     import transformers
     return getattr(transformers, HF_CLASSES[task])(hf_config(model, num_labels))
 
 
-def hf_batch(case):
+def hf_batch(case: ModelCase) -> dict[str, "torch.Tensor"]:
     """The same random batch as the project's, in the arguments of the Hugging Face model."""
     import torch
     arrays = model_inputs(case)
@@ -114,7 +120,7 @@ def hf_batch(case):
             for name, value in batch.items()}
 
 
-def train_step(model):
+def train_step(model: "transformers.PreTrainedModel") -> Callable[[dict[str, "torch.Tensor"]], None]:
     """A function running one torch train step on a batch: forward, backward, global-norm clipping
     (as Google BERT and our train cell do) and AdamW at our learning rate and weight decay."""
     import torch
@@ -129,7 +135,7 @@ def train_step(model):
     return step
 
 
-def model_step(case, repeats):
+def model_step(case: ModelCase, repeats: int) -> dict:
     """Median time of a torch train step or eval-mode forward on the case's fixed batch."""
     import torch
     model = hf_model(case.task, case.model, case.num_labels)
@@ -148,7 +154,7 @@ def model_step(case, repeats):
             "attn_implementation": model.config._attn_implementation}
 
 
-def dynamic_padding_passes(case, vocab, repeats):
+def dynamic_padding_passes(case: LengthCase, vocab: str, repeats: int) -> dict:
     """Samples/s of fine-tuning passes as Hugging Face users write them: a DataLoader over the
     unpadded rows (random order each pass) whose collator pads each batch to its longest row
     (`DataCollatorWithPadding`; for tagging `DataCollatorForTokenClassification`, which also
@@ -172,7 +178,7 @@ def dynamic_padding_passes(case, vocab, repeats):
     return {**pass_rate(one_pass, repeats), "collator": type(collator).__name__}
 
 
-def fast_tokenizer(vocab):
+def fast_tokenizer(vocab: str) -> "transformers.BertTokenizerFast":
     """BertTokenizerFast on our vocabulary file (lower-cased, as our data)."""
     import transformers
     # transformers 5 takes the vocabulary file as `vocab` (and silently ignores 4.x's `vocab_file`).
@@ -182,7 +188,7 @@ def fast_tokenizer(vocab):
     return tokenizer
 
 
-def pipeline_rate(plan, repeats):
+def pipeline_rate(plan: dict, repeats: int) -> dict:
     """Sentences/s of a command that builds `pipeline("text-classification")` from a saved model of
     the plan's architecture and classifies the sentences file: start-up included, as predict.py."""
     model_dir = plan["model_dir"]
@@ -195,7 +201,7 @@ def pipeline_rate(plan, repeats):
     return {"sentences_per_s": plan["sentences"] / seconds, "seconds": seconds, "times": times}
 
 
-def classify_with_pipeline(model_dir, sentences_file):
+def classify_with_pipeline(model_dir: str, sentences_file: str) -> None:
     """The timed command of `pipeline_rate`: what a Hugging Face user runs, default settings."""
     from transformers import pipeline
     classifier = pipeline(PIPELINE_TASK, model=model_dir)
@@ -204,7 +210,7 @@ def classify_with_pipeline(model_dir, sentences_file):
     print(len(classifier(sentences)))
 
 
-def tokenizer_rate(lines_file, vocab, repeats):
+def tokenizer_rate(lines_file: str, vocab: str, repeats: int) -> dict:
     """MB/s of BertTokenizerFast built from our vocabulary: its Rust `tokenizers` backend alone
     (`encode_batch`) and the transformers call users write (`tokenizer(lines)`, which adds Python
     conversions); and the share of lines whose ids equal our FullTokenizer's."""
@@ -226,7 +232,7 @@ def tokenizer_rate(lines_file, vocab, repeats):
             "identical_lines": identical}
 
 
-def run_hf(hf_python, plan, corpora_lines, work_dir):
+def run_hf(hf_python: str, plan: dict, corpora_lines: dict[str, list[str]], work_dir: str) -> dict:
     """Start the Hugging Face child with `hf_python` on `plan` (cases as dicts, repeats, ...), the
     corpora's lines written beside it; returns its results (or why there are none)."""
     plan = {**plan, "corpora": {}}
@@ -247,7 +253,8 @@ def run_hf(hf_python, plan, corpora_lines, work_dir):
         return json.load(f)
 
 
-def main():
+def main() -> None:
+
     if sys.argv[1:2] == ["--pipeline"]:
         classify_with_pipeline(*sys.argv[2:4])
     else:

@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ sys.path.insert(0, REPO)
 import mindspore as ms  # noqa: E402
 
 import src.bert_model as bert_model  # noqa: E402
-from src.config import bert_config, load_config  # noqa: E402
+from src.config import Config, bert_config, load_config  # noqa: E402
 from src.kernel_forms import kernel_forms  # noqa: E402
 from src.optimizers import build_optimizer  # noqa: E402
 from src.task_models import BertCLS, BertCLSModel  # noqa: E402
@@ -38,7 +39,7 @@ NUM_CLASS = 15
 VARIANTS = {"composed": (False, False), "ln": (True, False), "gelu": (False, True), "both": (True, True)}
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=16, help="timed blocks per variant")
     parser.add_argument("--steps", type=int, default=5, help="steps per timed block")
@@ -48,7 +49,8 @@ def parse_args():
     return parser.parse_args()
 
 
-def build_step(name, cfg, config, batch, inference):
+def build_step(name: str, cfg: Config, config: bert_model.BertConfig, batch: list[ms.Tensor],
+               inference: bool) -> Callable[[], np.ndarray]:
     """A function running one step of the classifier built with variant `name`'s kernels."""
     layer_norm_kernel, bias_gelu_kernel = VARIANTS[name]
     forms = dataclasses.replace(kernel_forms("CPU"), layer_norm_kernel=layer_norm_kernel,
@@ -64,7 +66,8 @@ def build_step(name, cfg, config, batch, inference):
     return lambda: cell(*batch)[0].asnumpy()
 
 
-def main():
+def main() -> None:
+
     args = parse_args()
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -29,7 +29,7 @@ from src.tokenization import FullTokenizer  # noqa: E402
 TASKS = {"cola": (ENGLISH_VOCAB, False), "tnews": (CHINESE_VOCAB, False), "cluener": (CHINESE_VOCAB, True)}
 
 
-def token_lengths(task, path):
+def token_lengths(task: str, path: str) -> list[int]:
     """Tokens per record of `path` ([CLS] and [SEP] included), in file order."""
     vocab, per_character = TASKS[task]
     tokenizer = FullTokenizer(os.path.join(REPO, vocab), do_lower_case=True)
@@ -39,7 +39,7 @@ def token_lengths(task, path):
     return [count(example.text) + SPECIAL_TOKENS_PER_TEXT for example in examples]
 
 
-def describe(task, path):
+def describe(task: str, path: str) -> dict:
     """The JSON entry of one data set: its histogram {length: records} and where it came from."""
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
@@ -50,7 +50,8 @@ def describe(task, path):
             "histogram": {str(length): histogram[length] for length in sorted(histogram)}}
 
 
-def main():
+def main() -> None:
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for task in TASKS:
         parser.add_argument(f"--{task}", required=True, help=f"the {task} training file, as distributed")

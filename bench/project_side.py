@@ -13,13 +13,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bench.common import (CHINESE_VOCAB, CLEAN_ENV, ENGLISH_VOCAB, GEMM_REPEATS, MASKED_POSITIONS, PASS_WARMUP,
-                          REPO, LengthCase, ModelCase, length_rows, median_seconds, megabytes, model_inputs,
+                          REPO, LengthCase, ModelCase, Shapes, length_rows, median_seconds, megabytes, model_inputs,
                           our_tokenizer, package_version, pass_rate, token_ids, vocab_size_of)
 from src.columns import MODEL_INPUTS, column_names
 from src.featurization import encode, pad
 from src.records import write_tfrecord
+
+if TYPE_CHECKING:  # MindSpore is imported inside the functions (see above)
+    from mindspore import nn
+
+    from src.config import Config
 
 DEVICE_TARGET = "CPU"
 CLASSIFIER_CLASSES = 15        # CLUE TNEWS
@@ -52,7 +59,7 @@ MS_COLUMNS = {"pretrain": column_names("pretraining"), "classifier": column_name
 # Set-up and cases
 
 
-def ms_setup():
+def ms_setup() -> dict:
     """Graph mode on CPU with one kernel thread per core; returns what was set."""
     import mindspore as ms
     ms.set_context(mode=ms.GRAPH_MODE, device_target=DEVICE_TARGET)
@@ -62,20 +69,20 @@ def ms_setup():
     return {"mindspore_kernel_threads": threads, "mindspore_mode": "GRAPH_MODE"}
 
 
-def project_config(yaml_name, flags):
+def project_config(yaml_name: str, flags: Sequence[str]) -> tuple["Config", dict]:
     """(job config, BertConfig fields) through the project's loader, as the run scripts build them."""
     from src.config import bert_config, load_config
     cfg = load_config(os.path.join(REPO, yaml_name), [f"--device_target={DEVICE_TARGET}", *flags])
     return cfg, dataclasses.asdict(bert_config(cfg))
 
 
-def model_flags(preset, seq_length, vocab, compute_type):
+def model_flags(preset: str, seq_length: int, vocab: str, compute_type: str) -> list[str]:
     """The model overrides of a case: preset, sequence length, the vocabulary's size, precision."""
     return [f"--bert_network={preset}", f"--model.seq_length={seq_length}",
             f"--model.vocab_size={vocab_size_of(vocab)}", f"--model.compute_type={compute_type}"]
 
 
-def model_cases(shapes, compute_type):
+def model_cases(shapes: Shapes, compute_type: str) -> tuple[list[ModelCase], dict[str, "Config"]]:
     """The fixed-batch model rows, each with the project config that both frameworks build."""
     specs = [(f"pretrain_{preset}", "pretrain", f"pretraining step, `{preset}`", "pretrain_config.yaml", preset,
               batch, shapes.seq_length, CHINESE_VOCAB, 0) for preset, batch in shapes.pretrain]
@@ -98,7 +105,7 @@ def model_cases(shapes, compute_type):
     return cases, configs
 
 
-def length_cases(shapes, compute_type, work_dir):
+def length_cases(shapes: Shapes, compute_type: str, work_dir: str) -> tuple[list[LengthCase], dict[str, "Config"]]:
     """The real-length fine-tuning rows: each data set at the job's YAML defaults (preset, sequence
     length and vocabulary set as the other fine-tuning rows), CoLA once more padded to seq_length.
     Returns (cases, {key: job config}); each config's training file is the case's rows in work_dir."""
@@ -118,12 +125,12 @@ def length_cases(shapes, compute_type, work_dir):
     return cases, configs
 
 
-def predict_model_flags():
+def predict_model_flags() -> list[str]:
     """run_classifier.py's model flags for the `tiny` classifier of the predict.py row."""
     return [f"--bert_network={PREDICT_PRESET}", f"--model.vocab_size={vocab_size_of(ENGLISH_VOCAB)}"]
 
 
-def predict_model():
+def predict_model() -> dict:
     """BertConfig fields of the predict.py row's classifier, as its fine-tuning builds it."""
     return project_config("task_classifier_config.yaml", predict_model_flags())[1]
 
@@ -132,7 +139,7 @@ def predict_model():
 # Model measurements
 
 
-def ms_gemm_gflops(size):
+def ms_gemm_gflops(size: int) -> dict:
     """fp32 [size, size] @ [size, size] GFLOP/s: `ops.matmul` compiled by `ms.jit`."""
     import mindspore as ms
     import numpy as np
@@ -145,7 +152,7 @@ def ms_gemm_gflops(size):
     return {"gflops": 2 * size ** 3 / seconds / 1e9, "seconds": seconds, "times": times}
 
 
-def ms_network(task, model, num_labels):
+def ms_network(task: str, model: dict, num_labels: int) -> "nn.Cell":
     """The project's Cell: a loss network for train steps, the task model for inference."""
     from src.bert_for_pre_training import BertNetworkWithLoss
     from src.bert_model import BertConfig
@@ -158,7 +165,7 @@ def ms_network(task, model, num_labels):
     return task_model("classifier", config, {"num_class": num_labels})
 
 
-def ms_train_cell(network, cfg):
+def ms_train_cell(network: "nn.Cell", cfg: "Config") -> "nn.Cell":
     """The train cell `build_train_cell` makes from `cfg`, in training mode. No warmup: the learning
     rate is not zero, so every timed step really updates the weights."""
     from src.optimizers import build_optimizer
@@ -169,7 +176,7 @@ def ms_train_cell(network, cfg):
     return train_cell
 
 
-def ms_model_step(case, cfg, repeats):
+def ms_model_step(case: ModelCase, cfg: "Config", repeats: int) -> dict:
     """Median step time of the project's train cell (or forward) on one random batch."""
     import mindspore as ms
 
@@ -201,7 +208,7 @@ def write_length_rows(case: LengthCase, rows: list, path: str) -> None:
     write_tfrecord(path, (row(ids, labels) for ids, labels in rows))
 
 
-def ms_length_passes(case, cfg, repeats):
+def ms_length_passes(case: LengthCase, cfg: "Config", repeats: int) -> dict:
     """Samples/s of fine-tuning passes over the case's rows, read by the job's loader: the
     `create_dataset` call of `src.finetune.train_task` with the job's keys (shuffle, batch size,
     bucket_list, ...) and its train cell; loader and steps timed."""
@@ -226,7 +233,7 @@ def ms_length_passes(case, cfg, repeats):
             "mean_length": sum(len(ids) for ids, _ in rows) / len(rows)}
 
 
-def compile_bucket_lengths(train_cell, case, bucket_list):
+def compile_bucket_lengths(train_cell: "nn.Cell", case: LengthCase, bucket_list: Sequence[int]) -> dict:
     """One untimed step at every length a batch may be cut to (`src.dataset.bucket_lengths`), so that the
     timed passes measure the steady state: a fine-tuning run compiles each length once, in the first steps
     that meet it, while the passes here are short enough that a length first met in a timed pass would
@@ -251,7 +258,7 @@ def compile_bucket_lengths(train_cell, case, bucket_list):
 # Commands
 
 
-def run_command(command, cwd=REPO):
+def run_command(command: Sequence[str], cwd: str = REPO) -> subprocess.CompletedProcess:
     """Run a project command as a user's shell would (no MindSpore environment); its output is kept
     and shown only if it fails."""
     completed = subprocess.run(command, cwd=cwd, env=CLEAN_ENV, capture_output=True, text=True, check=False)
@@ -260,12 +267,12 @@ def run_command(command, cwd=REPO):
     return completed
 
 
-def command_seconds(command, repeats, cwd=REPO):
+def command_seconds(command: Sequence[str], repeats: int, cwd: str = REPO) -> tuple[float, list[float]]:
     """Median wall time of a whole command (start-up included) after PASS_WARMUP untimed runs."""
     return median_seconds(lambda _: run_command(command, cwd), repeats, warmup=PASS_WARMUP)
 
 
-def write_sentences(path, count):
+def write_sentences(path: str, count: int) -> list[str]:
     """The first `count` CoLA sentences of the English corpus, one per line; returns them."""
     with open(os.path.join(REPO, PREDICT_SENTENCES), encoding="utf-8") as f:
         sentences = [line.strip() for line in f if line.strip()][:count]
@@ -274,7 +281,7 @@ def write_sentences(path, count):
     return sentences
 
 
-def fine_tune_tiny_classifier(work_dir):
+def fine_tune_tiny_classifier(work_dir: str) -> str:
     """classifier.ckpt/.yaml of a `tiny` model fine-tuned for one epoch on the CoLA fixture, made by the
     project's own commands; returns their directory."""
     data_dir, model_dir = os.path.join(work_dir, "cola_data"), os.path.join(work_dir, "cola_model")
@@ -286,7 +293,7 @@ def fine_tune_tiny_classifier(work_dir):
     return model_dir
 
 
-def predict_rate(sentences_file, sentences, work_dir, repeats):
+def predict_rate(sentences_file: str, sentences: int, work_dir: str, repeats: int) -> dict:
     """Sentences/s of `python predict.py --task=classifier` on the sentences file, start-up included."""
     model_dir = fine_tune_tiny_classifier(work_dir)
     command = [sys.executable, "predict.py", "--task=classifier",
@@ -298,7 +305,7 @@ def predict_rate(sentences_file, sentences, work_dir, repeats):
     return {"sentences_per_s": sentences / seconds, "seconds": seconds, "times": times}
 
 
-def generator_rate(corpus_file, output_dir, workers, repeats):
+def generator_rate(corpus_file: str, output_dir: str, workers: int, repeats: int) -> dict:
     """Wall time of `python -m src.create_pretraining_data` (start-up included) on the Chinese corpus."""
     command = [sys.executable, "-m", "src.create_pretraining_data", f"--input_file={corpus_file}",
                f"--output_dir={output_dir}", f"--vocab_file={CHINESE_VOCAB}",
@@ -311,7 +318,7 @@ def generator_rate(corpus_file, output_dir, workers, repeats):
             "workers": workers}
 
 
-def google_generator_rate(python, corpus_file, output_dir, repeats):
+def google_generator_rate(python: str, corpus_file: str, output_dir: str, repeats: int) -> dict:
     """Wall time of Google BERT's own `create_pretraining_data.py` (PyPI `bert-tensorflow`, one process)
     on the same corpus with the same settings as `generator_rate`; unavailable where not installed."""
     check = subprocess.run([python, "-c", "import bert.create_pretraining_data"], cwd=output_dir, env=CLEAN_ENV,
@@ -336,7 +343,7 @@ def google_generator_rate(python, corpus_file, output_dir, repeats):
 # Data pipeline
 
 
-def tokenizer_rate(lines, vocab, repeats):
+def tokenizer_rate(lines: list[str], vocab: str, repeats: int) -> dict:
     # A fresh tokenizer for every repetition (built untimed): each one tokenizes the corpus
     # from an empty word cache, as a real first pass over a corpus does.
     seconds, times = median_seconds(lambda tokenizer: token_ids(tokenizer, lines), repeats,
@@ -345,7 +352,8 @@ def tokenizer_rate(lines, vocab, repeats):
             "times": times}
 
 
-def loader_rate(data_dir, repeats):
+def loader_rate(data_dir: str, repeats: int) -> dict:
+
     """Batches/s of one pass of `create_bert_dataset` over the generated shards."""
     from src.dataset import create_bert_dataset
 

@@ -24,26 +24,26 @@ class Row:
     digits: int = 1
 
     @property
-    def ratio(self):
+    def ratio(self) -> float | None:
         return self.project / self.hf if self.project and self.hf else None
 
-    def cells(self):
+    def cells(self) -> list[str]:
         number = lambda value: "—" if value is None else f"{value:,.{self.digits}f}"  # noqa: E731
         ratio = "—" if self.ratio is None else f"{self.ratio:.2f}"
         return [self.measurement, self.setting, self.unit, number(self.project), number(self.hf), ratio]
 
 
-def precision_setting(case):
+def precision_setting(case: ModelCase | LengthCase) -> str:
     """', ours <dtype>' where our models did not run in float32 (Hugging Face always does)."""
     return "" if case.model["compute_type"] == "float32" else f", ours {case.model['compute_type']}"
 
 
-def samples_per_s(case, result):
+def samples_per_s(case: ModelCase, result: dict | None) -> float | None:
     """A fixed-batch result's samples/s; None where not measured (no result, or unsupported)."""
     return case.batch_size / result["seconds"] if result and "seconds" in result else None
 
 
-def model_rows(case, ms_result, hf_result, peak_gflops):
+def model_rows(case: ModelCase, ms_result: dict, hf_result: dict | None, peak_gflops: float) -> list[Row]:
     """samples/s (+ tokens/s for pretraining) and MFU of one fixed-batch case, both frameworks."""
     setting = f"batch {case.batch_size}, seq {case.seq_length}, vocab {case.model['vocab_size']}"
     if case.task == "pretrain":
@@ -61,7 +61,7 @@ def model_rows(case, ms_result, hf_result, peak_gflops):
     return rows
 
 
-def length_row(case, ms_result, hf_result):
+def length_row(case: LengthCase, ms_result: dict, hf_result: dict | None) -> Row:
     """Samples/s of the real-length passes: no MFU, the two sides pad differently (different work)."""
     mean = f", mean {ms_result['mean_length']:.1f} tokens" if "mean_length" in ms_result else ""
     setting = (f"batch {case.batch_size}, seq ≤ {case.seq_length}, {case.rows} rows{mean}, "
@@ -70,7 +70,7 @@ def length_row(case, ms_result, hf_result):
                (hf_result or {}).get("samples_per_s"))
 
 
-def data_rows(results, shapes):
+def data_rows(results: dict, shapes: dict) -> list[Row]:
     """Tokenizer, predict.py, generator and loader rows."""
     project, hf = results["project"], results["hugging_face"]
     rows = []
@@ -97,7 +97,7 @@ def data_rows(results, shapes):
     return rows
 
 
-def report(results):
+def report(results: dict) -> str:
     """The Markdown table (with its machine line and notes) from the results."""
     project, hf = results["project"], results["hugging_face"]
     hf_models = hf.get("models", {})
@@ -116,7 +116,7 @@ def report(results):
     return markdown(rows, build_notes(results, peak, source), machine_line(results["machine"]))
 
 
-def machine_line(machine):
+def machine_line(machine: dict) -> str:
     return (f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}, "
             f"MindSpore {machine['mindspore']}, numpy {machine['numpy']}, "
             f"torch {machine['torch'] or 'not installed'}, "
@@ -125,7 +125,7 @@ def machine_line(machine):
             f"threads: MindSpore {machine['mindspore_kernel_threads']}, torch {machine['torch_threads'] or '—'}.")
 
 
-def markdown(rows, notes, machine):
+def markdown(rows: list[Row], notes: list[str], machine: str) -> str:
     header = ["measurement", "setting", "unit", "this project (MindSpore)", "reference: Hugging Face (torch)",
               "project / reference"]
     lines = [machine, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -134,7 +134,7 @@ def markdown(rows, notes, machine):
     return "\n".join(lines) + "\n"
 
 
-def build_notes(results, peak, gemm_source):
+def build_notes(results: dict, peak: float, gemm_source: str) -> list[str]:
     """The numbered notes under the table: how each row was measured."""
     settings, hf, machine = results["settings"], results["hugging_face"], results["machine"]
     shapes, repeats = settings["shapes"], settings["repeats"]
@@ -215,12 +215,12 @@ def build_notes(results, peak, gemm_source):
     return notes
 
 
-def resolved_compute_type(results):
+def resolved_compute_type(results: dict) -> str:
     """The precision our models were built with (`--compute_type auto` resolved for the device)."""
     return next(iter(results["project"]["models"].values()))["case"]["model"]["compute_type"]
 
 
-def generator_note(results):
+def generator_note(results: dict) -> str:
     google, workers = results["google_generator"], results["project"]["generator"]["workers"]
     return (f"Generator: `python -m src.create_pretraining_data` on the Chinese corpus, dupe_factor "
             f"{GENERATOR_DUPE_FACTOR}, {workers} workers, no whole-word mask, TFRecord; instances/s of "
@@ -233,7 +233,8 @@ def generator_note(results):
             "those shards; no counterpart.")
 
 
-def threads_note(hf, machine):
+def threads_note(hf: dict, machine: dict) -> str:
+
     ms_threads = machine["mindspore_kernel_threads"]
     if not hf.get("available"):
         return (f"Threads: MindSpore CPU kernels `ms.device_context.cpu.op_tuning.threads_num({ms_threads})`. "

@@ -32,10 +32,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # bench.common first: it records the environment before anything imports MindSpore.
-from bench.common import (CORPORA, FULL_SHAPES, QUICK_SHAPES, REPO, WARMUP_REPETITIONS,  # noqa: E402
+from bench.common import (CORPORA, FULL_SHAPES, QUICK_SHAPES, REPO, WARMUP_REPETITIONS, Shapes,  # noqa: E402
                           cpu_model, model_flops_per_sample, package_version, read_corpus_lines)
 from bench import hf_side, project_side  # noqa: E402
 from bench.report import report  # noqa: E402
@@ -50,7 +51,7 @@ DEFAULT_GENERATOR_WORKERS = min(2, os.cpu_count())   # ours; Google's reference 
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 
 
-def run_suite(args):
+def run_suite(args: argparse.Namespace) -> None:
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     os.makedirs(args.output_dir, exist_ok=True)
     work_dir = tempfile.mkdtemp(prefix="bench_")
@@ -63,7 +64,7 @@ def run_suite(args):
     write_table(results, args.output_dir)
 
 
-def measure(args, shapes, work_dir):
+def measure(args: argparse.Namespace, shapes: Shapes, work_dir: str) -> dict:
     """Every measurement, Hugging Face first; returns the results.json contents."""
     started = time.time()
     cases, configs = project_side.model_cases(shapes, args.compute_type)
@@ -119,7 +120,7 @@ def measure(args, shapes, work_dir):
             "wall_seconds": time.time() - started}
 
 
-def guarded(compute_type, measurement, *args):
+def guarded(compute_type: str, measurement: Callable[..., dict], *args: object) -> dict:
     """`measurement(*args)`; for a precision that may have no kernels here, its failure becomes
     {"unsupported": reason} (reported in a note) instead of stopping the suite."""
     if compute_type not in OPTIONAL_COMPUTE_TYPES:
@@ -133,7 +134,7 @@ def guarded(compute_type, measurement, *args):
         return {"unsupported": reason}
 
 
-def generator_corpus(shapes, work_dir):
+def generator_corpus(shapes: Shapes, work_dir: str) -> str:
     """The Chinese corpus file, or (quick run) an excerpt of its first lines in work_dir."""
     corpus_file = os.path.join(REPO, CORPORA["zh"][0])
     if not shapes.corpus_lines:
@@ -146,7 +147,7 @@ def generator_corpus(shapes, work_dir):
     return excerpt_file
 
 
-def machine(hf, threads):
+def machine(hf: dict, threads: dict) -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "mindspore": package_version("mindspore"), "numpy": package_version("numpy"),
             "torch": hf.get("torch"), "transformers": hf.get("transformers"), "tokenizers": hf.get("tokenizers"),
@@ -154,7 +155,7 @@ def machine(hf, threads):
             "torch_default_threads": hf.get("torch_default_threads")}
 
 
-def write_table(results, output_dir):
+def write_table(results: dict, output_dir: str) -> None:
     """results.md from the results (and printed)."""
     table = report(results)
     with open(os.path.join(output_dir, RESULTS_MD), "w", encoding="utf-8") as f:
@@ -163,7 +164,7 @@ def write_table(results, output_dir):
     print(f"written: {os.path.join(output_dir, RESULTS_MD)} (timings: {os.path.join(output_dir, RESULTS_JSON)})")
 
 
-def read_results(parser, output_dir):
+def read_results(parser: argparse.ArgumentParser, output_dir: str) -> dict:
     path = os.path.join(output_dir, RESULTS_JSON)
     try:
         with open(path, encoding="utf-8") as f:
@@ -172,7 +173,8 @@ def read_results(parser, output_dir):
         parser.error(f"--report {output_dir}: cannot read {RESULTS_JSON} ({error})")
 
 
-def main():
+def main() -> None:
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--suite", choices=SUITES, help="which suite to run (cpu: every row above, on CPU)")
     parser.add_argument("--report", metavar="DIR", help="only rewrite DIR/results.md from DIR/results.json")

@@ -53,14 +53,14 @@ NEZHA_FLAGS = ["--model.use_relative_positions=true"]
 LEARNED_FACTOR = 2.0
 
 
-def run(command):
+def run(command: list[str]) -> None:
     print("+ " + " ".join(shlex.quote(part) for part in command), flush=True)
     result = subprocess.run(command, cwd=REPO)
     if result.returncode:
         sys.exit(f"error: the step above failed (exit status {result.returncode}); see its output")
 
 
-def split_corpus(corpus, train_path, held_out_path):
+def split_corpus(corpus: str, train_path: str, held_out_path: str) -> tuple[int, int]:
     """The last HELD_OUT_DOCUMENTS documents (blank-line separated) go to `held_out_path`."""
     with open(os.path.join(REPO, corpus), encoding="utf-8") as f:
         documents = [doc for doc in f.read().split("\n\n") if doc.strip()]
@@ -70,7 +70,8 @@ def split_corpus(corpus, train_path, held_out_path):
     return len(documents) - HELD_OUT_DOCUMENTS, HELD_OUT_DOCUMENTS
 
 
-def main():
+def main() -> None:
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bert_network", choices=["bert", "nezha"], default="bert",
                         help="bert: absolute positions; nezha: relative positions (same small size)")

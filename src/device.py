@@ -20,10 +20,17 @@ import dataclasses
 import functools
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
 from src.errors import UserError
+
+if TYPE_CHECKING:  # for annotations only: MindSpore stays inside the functions that use it (see above)
+    from mindspore import Parameter
+
+    from src.config import Config
 
 AUTO = "auto"
 # Targets in the order `auto` prefers them.
@@ -53,7 +60,7 @@ class DeviceError(UserError):
 
 # ----------------------------------------------------------------------------- target
 
-def resolve_target(requested, usable):
+def resolve_target(requested: str, usable: Sequence[str]) -> str:
     """The target to run on.
 
     Args:
@@ -72,7 +79,7 @@ def resolve_target(requested, usable):
     return requested
 
 
-def usable_targets(backend_loaded, device_count):
+def usable_targets(backend_loaded: Callable[[str], bool], device_count: Callable[[str], int]) -> tuple[str, ...]:
     """The targets that have a loaded backend and at least one device; CPU always.
 
     Args:
@@ -84,7 +91,7 @@ def usable_targets(backend_loaded, device_count):
 
 
 @functools.cache
-def detected_targets():
+def detected_targets() -> tuple[str, ...]:
     """`usable_targets` of this machine, asked once per process.
 
     `import mindspore` tries to load each target's plugin and records whether
@@ -105,14 +112,14 @@ def _device_count(target):
         return 0
 
 
-def job_target(cfg):
+def job_target(cfg: "Config") -> str:
     """The resolved `device_target` of a job's config (auto where it has none)."""
     return resolve_target(_key(cfg, "device_target", AUTO), detected_targets())
 
 
 # ----------------------------------------------------------------------------- device id
 
-def launcher_device_id(environ):
+def launcher_device_id(environ: Mapping[str, str]) -> int | None:
     """The device this process's launcher gave it (DEVICE_ID_VARIABLES): with msrun and mpirun its rank
     among its server's processes, with a rank table the physical device.
 
@@ -130,14 +137,14 @@ def launcher_device_id(environ):
     return None
 
 
-def choose_device_id(environ, flag_device_id):
+def choose_device_id(environ: Mapping[str, str], flag_device_id: int) -> int:
     """The device this process drives: the launcher's choice (`launcher_device_id`) over the `--device_id`
     flag, since one flag cannot name a different device for each of a server's processes."""
     launched = launcher_device_id(environ)
     return flag_device_id if launched is None else launched
 
 
-def node_local_rank(environ):
+def node_local_rank(environ: Mapping[str, str]) -> int | None:
     """This process's position among its server's processes (0: the server's first), for work done once
     per server, such as writing checkpoints to the server's own disk.
 
@@ -155,7 +162,7 @@ def node_local_rank(environ):
 
 # ----------------------------------------------------------------------------- precision
 
-def compute_type_for(requested, target):
+def compute_type_for(requested: str, target: str) -> str:
     """The concrete matmul dtype of `compute_type: requested` on `target`: auto -> float16 on Ascend and
     GPU, float32 on CPU; anything else is the user's choice (BertConfig checks it)."""
     if requested != AUTO:
@@ -165,7 +172,7 @@ def compute_type_for(requested, target):
 
 # ----------------------------------------------------------------------------- gradient all-reduce
 
-def allreduce_split_points(params, num_groups=ALLREDUCE_GROUPS):
+def allreduce_split_points(params: Sequence["Parameter"], num_groups: int = ALLREDUCE_GROUPS) -> list[int]:
     """MindSpore's `all_reduce_fusion_config` for gradients in the order of `params`: split at layer ends.
 
     MindSpore fuses the all-reduces of consecutive gradients into one; split
@@ -202,7 +209,7 @@ def allreduce_split_points(params, num_groups=ALLREDUCE_GROUPS):
     return [layer_ends[int(run[-1])] for run in runs[:-1]] + [len(params) - 1]
 
 
-def set_allreduce_split(params):
+def set_allreduce_split(params: Sequence["Parameter"]) -> None:
     """Fuse a data-parallel step's gradient all-reduces at layer boundaries (`allreduce_split_points`);
     call before `nn.DistributedGradReducer` is created, which reads the setting."""
     import mindspore as ms
@@ -225,7 +232,7 @@ class RunSetup:
     data_sink_steps: int = 0    # optimizer steps per data sink (src.training.data_sink_steps); 0: no sinking
 
 
-def describe_setup(setup):
+def describe_setup(setup: RunSetup) -> str:
     """One line: target, device id, rank/group, compute type and, for training, overflow check and data sink."""
     device = setup.target if setup.device_id is None else f"{setup.target}:{setup.device_id}"
     line = f"device {device}, rank {setup.rank} of {setup.group_size}, compute_type {setup.compute_type}"
@@ -235,7 +242,8 @@ def describe_setup(setup):
     return line
 
 
-def init_device(cfg, compute_type, training, environ=os.environ, file=None):
+def init_device(cfg: "Config", compute_type: str, training: bool, environ: Mapping[str, str] = os.environ,
+                file: TextIO | None = None) -> RunSetup:
     """Set MindSpore's device and mode for a job, start communication in distributed runs, and print the
     set-up line (`describe_setup`) as the job's first line; returns the `RunSetup`.
 
@@ -265,7 +273,8 @@ def init_device(cfg, compute_type, training, environ=os.environ, file=None):
     return setup
 
 
-def training_choices(cfg, target):
+def training_choices(cfg: "Config", target: str) -> tuple[str, int]:
+
     """(overflow check, optimizer steps per data sink) of a training job on `target`, as its train cell and
     loop will choose them; with `describe_setup`, a launcher can show a rank's set-up before starting it."""
     from src.train_cell import overflow_check_for

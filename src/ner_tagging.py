@@ -21,6 +21,7 @@ Spans are (entity_type, start, end_inclusive) tuples throughout.
 """
 
 from collections import namedtuple
+from collections.abc import Iterable, Sequence
 
 from src.errors import UserError
 
@@ -44,7 +45,7 @@ class TaggingError(UserError):
     """Spans that cannot be tagged, tags that are not in the scheme, or an unknown scheme."""
 
 
-def get_scheme(scheme):
+def get_scheme(scheme: str) -> Scheme:
     if scheme not in SCHEMES:
         raise TaggingError(f"unknown tag scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     return SCHEMES[scheme]
@@ -59,7 +60,7 @@ def _prefixes(rules):
     return {getattr(rules, role): role for role in ROLES if getattr(rules, role)}
 
 
-def label_list(entity_types, scheme):
+def label_list(entity_types: Iterable[str], scheme: str) -> list[str]:
     """All tags of `scheme` for `entity_types`: "O" first (id 0), then each type's tags in order.
 
     E.g. label_list(["name"], "BMES") == ["O", "B_name", "M_name", "E_name", "S_name"].
@@ -91,7 +92,7 @@ def _check_spans(length, spans):
     return by_position
 
 
-def spans_to_tags(length, spans, scheme):
+def spans_to_tags(length: int, spans: Sequence[tuple[str, int, int]], scheme: str) -> list[str]:
     """Tag each of `length` characters from non-overlapping (type, start, end_inclusive) spans."""
     rules = get_scheme(scheme)
     tags = [OUTSIDE_TAG] * length
@@ -118,7 +119,7 @@ def _parse_tag(tag, position, scheme, rules):
     return roles[prefix], entity_type
 
 
-def tags_to_spans(tags, scheme):
+def tags_to_spans(tags: Sequence[str], scheme: str) -> list[tuple[str, int, int]]:
     """The well-formed entities in `tags` (strict rules, see the module docstring).
 
     Returns (type, start, end_inclusive) tuples in tuple order (by type, then
@@ -147,7 +148,8 @@ def tags_to_spans(tags, scheme):
     return sorted(spans)
 
 
-def infer_scheme(tags):
+def infer_scheme(tags: Iterable[str]) -> str:
+
     """The scheme whose tag set `tags` (e.g. a label2id map's keys) is: a label map names its scheme.
 
     Raises TaggingError if no scheme has exactly these tags.

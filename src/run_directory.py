@@ -40,6 +40,7 @@ import shlex
 import socket
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 
 from src.staging import STAGING_PREFIX, OutputError, missing_directories
 
@@ -50,7 +51,7 @@ NO_LOCKING_ERRNOS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 HOLDER_READ_BYTES = 65536
 
 
-def check_writable(directory, flag):
+def check_writable(directory: str, flag: str) -> None:
     """Create `directory` (with its parents) and prove a file can be written there, before any work."""
     missing_directories(directory, flag)  # a file where a directory is expected: one line
     try:
@@ -63,7 +64,7 @@ def check_writable(directory, flag):
 
 
 @contextlib.contextmanager
-def hold_directories(directories):
+def hold_directories(directories: Iterable[tuple[str, str]]) -> Iterator[None]:
     """Hold the run's output directories, given as (path, flag) pairs, until the block ends.
 
     Each distinct directory ("" means none) is checked writable, locked, and
@@ -82,7 +83,7 @@ def hold_directories(directories):
 
 
 @contextlib.contextmanager
-def directory_lock(directory, flag):
+def directory_lock(directory: str, flag: str) -> Iterator[None]:
     """Lock `directory` for this run (see the module docstring); the lock file is removed at the end."""
     path = os.path.join(directory, LOCK_FILE)
     descriptor = acquire(path, directory, flag)
@@ -102,7 +103,7 @@ def directory_lock(directory, flag):
         os.close(descriptor)
 
 
-def acquire(path, directory, flag):
+def acquire(path: str, directory: str, flag: str) -> int | None:
     """An open descriptor of the lock file `path`, exclusively locked; None where the filesystem cannot lock."""
     while True:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -125,7 +126,7 @@ def acquire(path, directory, flag):
         os.close(descriptor)  # its holder ended and removed the file meanwhile: lock the new one
 
 
-def same_file(descriptor, path):
+def same_file(descriptor: int, path: str) -> bool:
     """Whether `path` still names the file open as `descriptor`."""
     try:
         return os.path.samestat(os.fstat(descriptor), os.stat(path))
@@ -133,7 +134,7 @@ def same_file(descriptor, path):
         return False
 
 
-def read_holder(descriptor):
+def read_holder(descriptor: int) -> dict | None:
     """The holder record in an open lock file: a dict, {} if unreadable, None if the file is empty."""
     text = os.pread(descriptor, HOLDER_READ_BYTES, 0).decode("utf-8", errors="replace")
     if not text.strip():
@@ -145,7 +146,7 @@ def read_holder(descriptor):
     return holder if isinstance(holder, dict) else {}
 
 
-def write_holder(descriptor):
+def write_holder(descriptor: int) -> None:
     """Name this process in its lock file, for the message a second run prints."""
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
               "started": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -154,7 +155,7 @@ def write_holder(descriptor):
     os.fsync(descriptor)
 
 
-def describe(holder):
+def describe(holder: dict | None) -> str:
     """A run named by its lock file's record, for one line."""
     if not holder:
         return "another run (not named in its lock file)"
@@ -162,7 +163,7 @@ def describe(holder):
             f"({holder.get('command')})")
 
 
-def remove_temporary_files(directory):
+def remove_temporary_files(directory: str) -> None:
     """Delete the temporary files of interrupted writes in a locked `directory`, with a note."""
     stale = sorted(name for name in os.listdir(directory)
                    if name.startswith(STAGING_PREFIX) and os.path.isfile(os.path.join(directory, name)))
@@ -174,7 +175,8 @@ def remove_temporary_files(directory):
               f"{', '.join(stale)}", file=sys.stderr)
 
 
-def check_not_replacing(outputs, overwrite, resume_hint=""):
+def check_not_replacing(outputs: Iterable[tuple[str, str]], overwrite: bool, resume_hint: str = "") -> None:
+
     """Refuse a run that would replace the results of a previous one, unless `overwrite`.
 
     Args:

@@ -18,6 +18,7 @@ distinct word is tokenized once and cached.
 """
 
 import unicodedata
+from collections.abc import Iterable
 
 from src.errors import UserError
 
@@ -41,21 +42,21 @@ class VocabularyError(UserError):
     """The vocabulary file is missing or unusable."""
 
 
-def is_cjk(char):
+def is_cjk(char: str) -> bool:
     code = ord(char)
     return any(low <= code <= high for low, high in CJK_RANGES)
 
 
-def is_whitespace(char):
+def is_whitespace(char: str) -> bool:
     return char in " \t\n\r" or unicodedata.category(char) == "Zs"
 
 
-def is_control(char):
+def is_control(char: str) -> bool:
     # Tab, newline and carriage return are whitespace, not control characters.
     return char not in "\t\n\r" and unicodedata.category(char) in ("Cc", "Cf")
 
 
-def is_punctuation(char):
+def is_punctuation(char: str) -> bool:
     # All non-alphanumeric printable ASCII counts ("^", "$", "`" are not
     # Unicode punctuation), plus every Unicode P* category.
     code = ord(char)
@@ -81,7 +82,7 @@ class _CharacterTable(dict):
         return replacement
 
 
-def load_vocab(vocab_file):
+def load_vocab(vocab_file: str) -> dict[str, int]:
     """{token: id} from a file of one token per line; refuses duplicates and missing specials."""
     try:
         with open(vocab_file, encoding="utf-8") as f:
@@ -112,7 +113,8 @@ class FullTokenizer:
         max_input_chars_per_word (int): longer words become `[UNK]`.
     """
 
-    def __init__(self, vocab_file, do_lower_case=True, max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD):
+    def __init__(self, vocab_file: str, do_lower_case: bool = True,
+                 max_input_chars_per_word: int = MAX_INPUT_CHARS_PER_WORD) -> None:
         self.vocab = load_vocab(vocab_file)
         self.inv_vocab = {index: token for token, index in self.vocab.items()}
         self.do_lower_case = do_lower_case
@@ -121,7 +123,7 @@ class FullTokenizer:
         self._characters = _CharacterTable()
         self._word_cache = {}
 
-    def tokenize(self, text):
+    def tokenize(self, text: str) -> list[str]:
         """Text -> list of WordPiece tokens."""
         tokens = []
         for word in text.translate(self._characters).split():
@@ -134,11 +136,11 @@ class FullTokenizer:
             tokens.extend(pieces)
         return tokens
 
-    def convert_tokens_to_ids(self, tokens):
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         unk = self.vocab[self.unk_token]
         return [self.vocab.get(token, unk) for token in tokens]
 
-    def convert_ids_to_tokens(self, ids):
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
         return [self.inv_vocab[index] for index in ids]
 
     def _tokenize_word(self, word):
@@ -173,7 +175,7 @@ class FullTokenizer:
 _BASIC_CHARACTERS = _CharacterTable()
 
 
-def basic_tokenize(text, do_lower_case=True):
+def basic_tokenize(text: str, do_lower_case: bool = True) -> list[str]:
     """Text -> words after basic tokenization only, no WordPiece (Google's `BasicTokenizer.tokenize`).
 
     The same stage 1 as `FullTokenizer.tokenize`: cleaned, CJK ideographs spaced,
@@ -187,11 +189,12 @@ def basic_tokenize(text, do_lower_case=True):
     return words
 
 
-def strip_accents(text):
+def strip_accents(text: str) -> str:
     return "".join(char for char in unicodedata.normalize("NFD", text) if unicodedata.category(char) != "Mn")
 
 
-def split_on_punctuation(text):
+def split_on_punctuation(text: str) -> list[str]:
+
     """'a,b!!' -> ['a', ',', 'b', '!', '!']: every punctuation character is its own word."""
     parts, current = [], []
     for char in text:

@@ -107,7 +107,8 @@ class BertTrainOneStepCell(nn.Cell):
 
     def __init__(self, network: nn.Cell, optimizer: nn.Optimizer, scale_update_cell: nn.Cell | None = None,
                  accumulation_steps: int = 1, clip_norm: float = 1.0,
-                 enable_global_norm=True, overflow_check=None):
+                 enable_global_norm: bool = True, overflow_check: str | None = None) -> None:
+
         super().__init__(auto_prefix=False)
         if accumulation_steps < 1:
             raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")

@@ -28,7 +28,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 LAUNCHER_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(LAUNCHER_DIR))
@@ -56,6 +58,8 @@ GLOG_DIR = "ms_log"  # MindSpore's log files (with GLOG_logtostderr=0), in each 
 HCCN_ADDRESS_PREFIX = "address_"
 HOSTNAME_ADDRESSES_COMMAND = ("hostname", "-I")  # every address of this machine, on Linux
 HOSTNAME_TIMEOUT_S = 10
+# The rank-table checks' way to fail: raise RankTableError naming the file (`parse_rank_table`'s `fail`).
+Fail = Callable[[str], NoReturn]
 
 
 class RankTableError(UserError):
@@ -85,11 +89,11 @@ class RankTable:
     servers: tuple  # of Server, as listed
 
     @property
-    def rank_size(self):
+    def rank_size(self) -> int:
         return sum(len(server.devices) for server in self.servers)
 
 
-def read_rank_table(path):
+def read_rank_table(path: str) -> RankTable:
     """Read and validate a rank table file; any problem raises RankTableError naming the file."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -101,7 +105,7 @@ def read_rank_table(path):
     return parse_rank_table(data, os.path.abspath(path))
 
 
-def parse_rank_table(data, path):
+def parse_rank_table(data: object, path: str) -> RankTable:
     """Validate rank table `data` (parsed JSON) read from `path`; returns a RankTable.
 
     Two formats: version 1.0 (`server_list[].device[]`, each device with its rank_id), and the older,
@@ -123,7 +127,7 @@ def parse_rank_table(data, path):
     return RankTable(path=path, servers=servers)
 
 
-def parse_server_list(data, fail):
+def parse_server_list(data: dict, fail: Fail) -> tuple[Server, ...]:
     """Version 1.0: `server_list[]` of {server_id, device: [{device_id, device_ip, rank_id}]}."""
     version = required(data, "version", "", fail)
     if version != RANK_TABLE_VERSION:
@@ -141,7 +145,7 @@ def parse_server_list(data, fail):
     return tuple(servers)
 
 
-def parse_group_list(data, fail):
+def parse_group_list(data: dict, fail: Fail) -> tuple[Server, ...]:
     """The older format: `group_list[].instance_list[]` of {rank_id, server_id, devices: [{device_id,
     device_ip}]}; servers in order of first appearance."""
     group_list = non_empty_list(data, "group_list", "", fail)
@@ -166,11 +170,11 @@ def parse_group_list(data, fail):
                  for server_id, devices in devices_by_server.items())
 
 
-def rank_number(entry, where, fail):
+def rank_number(entry: object, where: str, fail: Fail) -> int:
     return number(required(entry, "rank_id", where, fail), f"{where}.rank_id", fail)
 
 
-def parse_device(item, rank_id, at, fail):
+def parse_device(item: object, rank_id: int, at: str, fail: Fail) -> Device:
     """One device entry at `at`, with the rank id its format stores in it or beside it -> Device."""
     device_ip = required(item, "device_ip", at, fail)
     check_ip(device_ip, f"{at}.device_ip", fail)
@@ -178,7 +182,7 @@ def parse_device(item, rank_id, at, fail):
                   device_ip=device_ip, rank_id=rank_id)
 
 
-def make_server(server_id, devices, where, fail):
+def make_server(server_id: str, devices: Sequence[Device], where: str, fail: Fail) -> Server:
     """Server of `devices` in rank order; device ids must be unique on the server."""
     device_ids = [device.device_id for device in devices]
     if len(set(device_ids)) != len(device_ids):
@@ -186,7 +190,7 @@ def make_server(server_id, devices, where, fail):
     return Server(server_id=server_id, devices=tuple(sorted(devices, key=lambda device: device.rank_id)))
 
 
-def check_servers_agree(servers, fail):
+def check_servers_agree(servers: Sequence[Server], fail: Fail) -> None:
     """Equal device counts per server, unique server ids, and rank ids exactly 0..N-1 once each."""
     counts = {server.server_id: len(server.devices) for server in servers}
     if len(counts) != len(servers):
@@ -200,7 +204,7 @@ def check_servers_agree(servers, fail):
         fail(f"rank ids must be exactly 0..{len(rank_ids) - 1}, got {rank_ids}")
 
 
-def required(mapping, key, where, fail):
+def required(mapping: object, key: str, where: str, fail: Fail) -> object:
     """`mapping[key]`, or a failure naming the missing key and where it was expected."""
     if not isinstance(mapping, dict):
         fail(f"{where or 'the top level'} must be a JSON object")
@@ -209,7 +213,7 @@ def required(mapping, key, where, fail):
     return mapping[key]
 
 
-def non_empty_list(mapping, key, where, fail):
+def non_empty_list(mapping: object, key: str, where: str, fail: Fail) -> list:
     """`mapping[key]`, which must be a non-empty JSON list."""
     value = required(mapping, key, where, fail)
     if not isinstance(value, list) or not value:
@@ -217,21 +221,21 @@ def non_empty_list(mapping, key, where, fail):
     return value
 
 
-def number(text, where, fail):
+def number(text: object, where: str, fail: Fail) -> int:
     """A non-negative integer written as a string, as HCCL's rank table spells numbers."""
     if not isinstance(text, str) or not text.isdigit():
         fail(f"{where} must be a non-negative integer as a string, e.g. \"0\"; got {text!r}")
     return int(text)
 
 
-def check_ip(text, where, fail):
+def check_ip(text: object, where: str, fail: Fail) -> None:
     try:
         ipaddress.ip_address(text)
     except ValueError:
         fail(f"{where} must be an IP address, got {text!r}")
 
 
-def read_hccn_conf(path):
+def read_hccn_conf(path: str) -> dict[int, str]:
     """{device_id: ip} from hccn.conf's `address_<device_id>=<ip>` lines; {} when the file does not exist."""
     if not os.path.exists(path):
         return {}
@@ -249,7 +253,7 @@ def read_hccn_conf(path):
     return addresses
 
 
-def check_device_ips(table, server, hccn_ips, hccn_path):
+def check_device_ips(table: RankTable, server: Server, hccn_ips: Mapping[int, str], hccn_path: str) -> None:
     """Each device's IP in the rank table must be the one hccn.conf gives its NIC (HCCL would hang otherwise)."""
     for device in server.devices:
         configured = hccn_ips.get(device.device_id)
@@ -258,7 +262,7 @@ def check_device_ips(table, server, hccn_ips, hccn_path):
                                  f"device_ip {device.device_ip} but {hccn_path} gives {configured}")
 
 
-def local_addresses():
+def local_addresses() -> set[str]:
     """This machine's IP addresses: the host name's, plus `hostname -I` where available."""
     addresses = set()
     try:
@@ -274,7 +278,7 @@ def local_addresses():
     return addresses
 
 
-def select_server(table, server_id, addresses):
+def select_server(table: RankTable, server_id: str | None, addresses: Collection[str] | None) -> Server:
     """The server this machine is: `server_id` if given, else the one whose id is among `addresses`."""
     ids = [server.server_id for server in table.servers]
     if server_id is not None:
@@ -289,7 +293,7 @@ def select_server(table, server_id, addresses):
     return matches[0]
 
 
-def read_hyper_parameters(path):
+def read_hyper_parameters(path: str) -> list[tuple[str, str]]:
     """[(key, value)] run_pretrain.py flags from the `[config]` section of `path`.
 
     Keys are those of the job's YAML (pretrain_config.yaml, or the file `config_path` names) and the zoo's
@@ -315,7 +319,7 @@ def read_hyper_parameters(path):
     return items
 
 
-def resolve_launcher_keys(items, path):
+def resolve_launcher_keys(items: Iterable[tuple[str, str]], path: str) -> list[tuple[str, str]]:
     """The ini's (key, value) pairs with `distribute` checked and dropped and `config_path` made absolute."""
     resolved = []
     for key, value in items:
@@ -330,7 +334,7 @@ def resolve_launcher_keys(items, path):
     return resolved
 
 
-def check_hyper_parameters(items, path):
+def check_hyper_parameters(items: Sequence[tuple[str, str]], path: str) -> None:
     """Load the job's config with these values (its YAML: pretrain_config.yaml or `config_path`), so unknown
     keys and bad types fail here, not once per rank."""
     for key, _ in items:
@@ -342,7 +346,7 @@ def check_hyper_parameters(items, path):
         raise LauncherError(f"{path}: {error}") from None
 
 
-def core_ranges(device_count, cpu_count):
+def core_ranges(device_count: int, cpu_count: int | None) -> list[tuple[int, int]]:
     """[(first, last)] CPU cores for each of `device_count` processes: an equal, disjoint share each."""
     cores_per_device = (cpu_count or 0) // device_count
     if cores_per_device < 1:
@@ -365,7 +369,7 @@ class Launch:
     setup: RunSetup  # what every rank resolves (`resolved_setup`); device and rank differ per block
 
 
-def device_block(launch, device, local_rank, cores):
+def device_block(launch: Launch, device: Device, local_rank: int, cores: tuple[int, int] | None) -> list[str]:
     """The lines that set up and start one rank: its environment, and its process in the background,
     working in its own LOG<rank>/ directory with its own GLOG_log_dir, so that what MindSpore writes into
     the working directory (graph dumps, kernel_meta/, rank_*/) and its log files never collide between ranks.
@@ -392,7 +396,7 @@ def device_block(launch, device, local_rank, cores):
             ""]
 
 
-def resolved_setup(hyper_parameter_flags, rank_size):
+def resolved_setup(hyper_parameter_flags: Iterable[str], rank_size: int) -> RunSetup:
     """The set-up run_pretrain.py will resolve on an Ascend device with these flags (compute type, overflow
     check, data sinking), for the dry run to show before anything starts."""
     cfg = load_config(PRETRAIN_CONFIG, list(hyper_parameter_flags))
@@ -401,7 +405,7 @@ def resolved_setup(hyper_parameter_flags, rank_size):
                     sink_steps)
 
 
-def run_flags(hyper_parameters, log_root):
+def run_flags(hyper_parameters: Iterable[tuple[str, str]], log_root: str) -> tuple[str, ...]:
     """`--key=value` for the hyper-parameter file's items, after the launcher's save_checkpoint_path
     (<log_root>/checkpoints) unless the file sets one."""
     items = list(hyper_parameters)
@@ -410,7 +414,8 @@ def run_flags(hyper_parameters, log_root):
     return tuple(f"--{key}={value}" for key, value in items)
 
 
-def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.executable):
+def command_script(args: argparse.Namespace, cpu_count: int | None, addresses: Collection[str] | None = None,
+                   log_root: str | None = None, python: str = sys.executable) -> str:
     """The generated shell script's text for the parsed `args`.
 
     `cpu_count` is the number of cores to share out; `addresses` are this
@@ -445,7 +450,7 @@ def command_script(args, cpu_count, addresses=None, log_root=None, python=sys.ex
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path, text):
+def write_atomically(path: str, text: str) -> None:
     """Write through a temporary file in the same directory, so a reader never sees half a script."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -462,14 +467,14 @@ def write_atomically(path, text):
         raise
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """argparse type for a count of at least 1."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--run_script_dir", default=DEFAULT_RUN_SCRIPT,
                         help="the training script each process runs (default: the repo's run_pretrain.py)")
@@ -493,7 +498,8 @@ def parse_args(argv):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
+
     args = parse_args(argv)
     script = command_script(args, os.cpu_count())
     if args.dry_run:

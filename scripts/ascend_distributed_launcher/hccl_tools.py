@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Sequence
 
 from get_distribute_pretrain_cmd import (DEFAULT_HCCN_CONF, RANK_TABLE_VERSION, local_addresses, parse_rank_table,
                                          read_hccn_conf, write_atomically)
@@ -28,7 +29,7 @@ class HcclToolsError(UserError):
     """A flag of hccl_tools.py, or the hccn.conf it reads, has a bad value."""
 
 
-def device_ids(text):
+def device_ids(text: str) -> list[int]:
     """'[0,8)' or '8' -> [0, ..., 7]."""
     match = DEVICE_RANGE.match(text.replace(" ", ""))
     first, end = (int(match[1]), int(match[2])) if match else (0, int(text) if text.isdigit() else 0)
@@ -37,7 +38,7 @@ def device_ids(text):
     return list(range(first, end))
 
 
-def device_ips(devices, hccn_conf, ips_flag):
+def device_ips(devices: Sequence[int], hccn_conf: str, ips_flag: str | None) -> list[str]:
     """Each device's IP: from --device_ips (comma-separated, in device order) if given, else hccn.conf."""
     if ips_flag:
         ips = [ip.strip() for ip in ips_flag.split(",")]
@@ -53,7 +54,7 @@ def device_ips(devices, hccn_conf, ips_flag):
     return [configured[device] for device in devices]
 
 
-def default_server_ip():
+def default_server_ip() -> str:
     """This machine's first non-loopback IPv4 address."""
     candidates = sorted(ip for ip in local_addresses()
                         if ipaddress.ip_address(ip).version == 4 and not ipaddress.ip_address(ip).is_loopback)
@@ -62,7 +63,7 @@ def default_server_ip():
     return candidates[0]
 
 
-def rank_table(server_ip, devices, ips):
+def rank_table(server_ip: str, devices: Sequence[int], ips: Sequence[str]) -> dict:
     """The rank table (a dict ready for JSON) of one server: numbers as strings, as HCCL expects."""
     return {"version": RANK_TABLE_VERSION,
             "server_count": "1",
@@ -73,11 +74,11 @@ def rank_table(server_ip, devices, ips):
             "status": RANK_TABLE_STATUS}
 
 
-def default_output(server_ip, devices):
+def default_output(server_ip: str, devices: Sequence[int]) -> str:
     return f"hccl_{len(devices)}p_{devices[0]}{devices[-1]}_{server_ip}.json"
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--device_num", default="[0,8)",
                         help="device ids: a half-open range \"[first,end)\" or a count N for [0,N) (default [0,8))")
@@ -91,7 +92,8 @@ def parse_args(argv):
 
 
 @exit_on_user_error
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> str:
+
     args = parse_args(argv)
     devices = device_ids(args.device_num)
     ips = device_ips(devices, args.hccn_conf, args.device_ips)
