@@ -18,7 +18,7 @@ from mindspore import nn
 
 from src.bert_model import ENCODER_PREFIX
 from src.errors import UserError
-from src.files import NonFiniteError, replace_atomically
+from src.files import NonFiniteError, file_named, replace_atomically
 
 
 class CheckpointMismatchError(UserError):
@@ -92,7 +92,7 @@ def load_encoder(net: nn.Cell, path: str, flag: str = "") -> None:
     `flag`, the option that gave `path`, opens the error of a checkpoint without an encoder."""
     saved = {name: value for name, value in read_checkpoint(path).items() if name.startswith(ENCODER_PREFIX)}
     if not saved:
-        where = f"{flag} {path}" if flag else path
+        where = file_named(path, flag)
         raise CheckpointMismatchError(f"{where}: no encoder parameters ({ENCODER_PREFIX}*) in it")
     kept = {param.name: param for param in net.get_parameters() if not param.name.startswith(ENCODER_PREFIX)}
     load_params_into(net, {**saved, **kept}, path)

@@ -170,7 +170,7 @@ def split_flags(argv: list[str]) -> list[tuple[str, str]]:
 def read_yaml(path: str, flag: str = "") -> dict:
     """A YAML file's top-level mapping; a missing or malformed file raises ConfigError naming `path`
     (after `flag`, the option that gave it, when there is one)."""
-    where = f"{flag} {path}" if flag else path
+    where = files.file_named(path, flag)
     try:
         values = yaml.safe_load(read_text(path, flag))
     except yaml.YAMLError as error:

@@ -95,6 +95,11 @@ def json_leaves(value: object, prefix: str = "") -> Iterator[tuple[str, object]]
         yield from json_leaves(item, f"{prefix}.{key}" if prefix else str(key))
 
 
+def file_named(path: str, flag: str = "") -> str:
+    """How an error names the file `path`: after `flag`, the option that gave it, when there is one."""
+    return f"{flag} {path}" if flag else path
+
+
 def read_text(path: str, flag: str = "", what: str = "") -> str:
     """The whole text of the UTF-8 file `path`.
 
@@ -102,7 +107,7 @@ def read_text(path: str, flag: str = "", what: str = "") -> str:
     option that gave it, when there is one), if it cannot be read ("cannot
     read `what`") or is not UTF-8.
     """
-    where = f"{flag} {path}" if flag else path
+    where = file_named(path, flag)
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
@@ -119,7 +124,7 @@ def read_json(path: str, flag: str = "", expected: type = dict) -> object:
     `read_text`), if it cannot be read, is not UTF-8, is not JSON (with the
     line and column) or its top level is something else.
     """
-    where = f"{flag} {path}" if flag else path
+    where = file_named(path, flag)
     text = read_text(path, flag)
     try:
         value = json.loads(text)

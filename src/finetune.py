@@ -26,6 +26,7 @@ from mindspore import nn
 
 from src.bert_model import BertConfig
 from src.checkpoint import load_encoder
+from src.columns import MODEL_INPUTS
 from src.config import Config, ConfigError
 from src.dataset import (bucket_length, bucket_lengths, check_task_data, create_dataset, fixed_shapes,
                          pad_rows)
@@ -194,9 +195,7 @@ def warn_truncated(count: int, max_tokens: int) -> None:
         print(f"warning: {count} inputs longer than {max_tokens} tokens were truncated", file=sys.stderr)
 
 
-def predict(predictor: nn.Cell, dataset: ds.Dataset,
-            input_columns: Sequence[str] = ("input_ids", "input_mask", "segment_ids"),
-            bucket_list: Sequence[int] = (), token_outputs: bool = False,
+def predict(predictor: nn.Cell, dataset: ds.Dataset, bucket_list: Sequence[int] = (), token_outputs: bool = False,
             fixed_shape: bool | None = None) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     """Run `predictor` over every row of `dataset`; returns ({column: all rows}, [output arrays, all rows]),
     both in the dataset's row order.
@@ -215,7 +214,7 @@ def predict(predictor: nn.Cell, dataset: ds.Dataset,
     if fixed_shape is None:
         fixed_shape = fixed_shapes(ms.get_context("device_target"))
     columns = read_rows(dataset)
-    inputs = [columns[name] for name in input_columns]                  # each [N, S]
+    inputs = [columns[name] for name in MODEL_INPUTS]                   # each [N, S]
     seq_length = inputs[0].shape[1]
     buckets = [seq_length] if fixed_shape else bucket_lengths(bucket_list, seq_length)
     batch_size = dataset.get_batch_size()

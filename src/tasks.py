@@ -32,7 +32,7 @@ from src.checkpoint import load_params_into, read_checkpoint, save_checkpoint_at
 from src.columns import column_names
 from src.config import Config, concrete_bert_config, read_yaml, resolve_model
 from src.errors import UserError
-from src.files import write_text_atomic
+from src.files import file_named, write_text_atomic
 from src.task_models import BertCLS, BertCLSModel, BertNER, BertNERModel, BertSquad, BertSquadModel, TaskPredictor
 
 
@@ -183,6 +183,6 @@ def read_task_file(path: str, flag: str = "") -> TaskFile:
     values = read_yaml(path, flag)
     task = values.get("task")
     if task is not None and task not in TASKS:
-        where = f"{flag} {path}" if flag else path
+        where = file_named(path, flag)
         raise TaskFileError(f"{where}: task {task!r} is not one of {sorted(TASKS)}")
     return TaskFile(path, values)
